@@ -1,0 +1,375 @@
+"""The run store: one SQLite database per run (``DIR/run.db``), written off the training thread.
+
+Schema (``SCHEMA_VERSION`` 1; every value is plain data, nothing is pickled):
+
+``meta(key, value)``
+    JSON values: ``schema``, ``gradwatch``, ``torch``, ``started``, ``argv``, ``config``
+    (watch settings), ``model`` (what the model looks like: see :mod:`gradwatch.probes.model_info`),
+    ``loss_fn`` (the autograd node of the loss, e.g. ``"MseLossBackward0"``), ``ended``, ``status``.
+``params(id, name, module, shape, numel, dtype)``
+    One row per parameter tensor; ``id`` indexes the per-parameter vectors.
+``modules(id, name, type, activation, kind)``
+    One row per named module (``""`` is the root); ``id`` indexes the per-module vectors.
+``steps(step, time, loss, grad_norm, step_time, lr, stats)``
+    One row per optimizer step: loss (NaN when unknown), global gradient L2 norm, seconds since
+    the previous step, the learning rate of each param group (JSON list), and whether the slow
+    statistics were measured at this step.
+``series(step, metric, data)``
+    A whole layer vector per (step, metric), packed (``bfloat16`` by default: float32's range,
+    so a 1e-30 norm survives, with ~3 significant digits; ``float32`` on request).
+    Metrics indexed by parameter id: ``PARAM_METRICS``; by module id: ``MODULE_METRICS``.
+``calls(step, module, data)``
+    For a module called several times in one step (an RNN cell in a time loop), the gradient
+    norm at its output for every call, in call order.
+``events(id, step, kind, detail)``
+    Anything that happens once: guard actions, clipping, warnings; ``detail`` is JSON.
+
+Example:
+    >>> import tempfile, numpy as np
+    >>> d = tempfile.mkdtemp()
+    >>> s = RunStore(d)
+    >>> s.write_layout(params=[("w", "", (2,), 2, "float32")], modules=[("", "Linear", "", "param")])
+    >>> s.write_steps([dict(step=0, time=0.0, loss=1.0, grad_norm=2.0, step_time=0.1, lr=[0.1], stats=True)])
+    >>> s.write_series(0, {"grad_norm": np.array([2.0], dtype=np.float32)})
+    >>> s.close()
+    >>> float(load_series(d, "grad_norm").iloc[0, 0])
+    2.0
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+DB_NAME = "run.db"
+
+#: per-parameter vectors, indexed by ``params.id``
+PARAM_METRICS = {
+    "grad_norm": "L2 norm of the gradient",
+    "grad_max": "max |g| (NaN/Inf when any entry is)",
+    "grad_nonfinite": "count of non-finite gradient entries",
+    "weight_norm": "L2 norm of the weights (before the step)",
+    "update_norm": "‖w_after − w_before‖ over the optimizer step",
+    "identical_frac": "fraction of the tensor's units (rows) identical to another unit",
+}
+#: per-module vectors, indexed by ``modules.id``
+MODULE_METRICS = {
+    "delta": "‖∂L/∂h‖ at the module's output (root-sum-square over its calls in the step)",
+    "act_mean": "mean activation",
+    "act_std": "activation standard deviation",
+    "act_sat": "fraction of activations in the flat tails (sigmoid <0.02 or >0.98, |tanh|>0.98)",
+    "act_zero": "fraction of activations exactly zero",
+    "act_silent": "fraction of units that never fired (>0) in this batch",
+    "act_dead": "fraction of units that never fired over the dead-unit window",
+    "act_nonfinite": "count of non-finite activation entries",
+    "act_identical": "fraction of units whose output equals another unit's on this batch",
+    "calls": "number of times the module ran in the step",
+}
+
+_SCHEMA_SQL = """
+PRAGMA journal_mode=WAL;
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS params(id INTEGER PRIMARY KEY, name TEXT NOT NULL, module TEXT NOT NULL,
+    shape TEXT NOT NULL, numel INTEGER NOT NULL, dtype TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS modules(id INTEGER PRIMARY KEY, name TEXT NOT NULL, type TEXT NOT NULL,
+    activation TEXT NOT NULL, kind TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS steps(step INTEGER PRIMARY KEY, time REAL, loss REAL, grad_norm REAL,
+    step_time REAL, lr TEXT, stats INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS series(step INTEGER NOT NULL, metric TEXT NOT NULL, dtype TEXT NOT NULL,
+    data BLOB NOT NULL, PRIMARY KEY(step, metric));
+CREATE TABLE IF NOT EXISTS calls(step INTEGER NOT NULL, module INTEGER NOT NULL, dtype TEXT NOT NULL,
+    data BLOB NOT NULL, PRIMARY KEY(step, module));
+CREATE TABLE IF NOT EXISTS events(id INTEGER PRIMARY KEY AUTOINCREMENT, step INTEGER, kind TEXT NOT NULL,
+    detail TEXT NOT NULL);
+"""
+
+
+class StoreError(RuntimeError):
+    """The run directory cannot be written or read."""
+
+
+# ---------------------------------------------------------------- packing
+
+
+def pack(values: np.ndarray, dtype: str = "bfloat16") -> bytes:
+    """Pack a float vector as ``bfloat16`` (round to nearest even) or ``float32`` bytes.
+
+    Example:
+        >>> unpack(pack(np.array([1.0, 1e-30, np.nan]), "bfloat16"), "bfloat16")[:2]
+        array([1.e+00, 1.e-30], dtype=float32)
+    """
+    v = np.ascontiguousarray(values, dtype=np.float32)
+    if dtype == "float32":
+        return v.tobytes()
+    if dtype != "bfloat16":
+        raise ValueError(f"unknown packing {dtype!r}: use 'bfloat16' or 'float32'")
+    bits = v.view(np.uint32).astype(np.uint64)
+    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+    out = rounded.astype(np.uint16)
+    nan = np.isnan(v)
+    out[nan] = 0x7FC0  # keep NaN a NaN (rounding could carry it into Inf)
+    return out.tobytes()
+
+
+def unpack(data: bytes, dtype: str = "bfloat16") -> np.ndarray:
+    """Inverse of :func:`pack`; returns float32."""
+    if dtype == "float32":
+        return np.frombuffer(data, dtype=np.float32).copy()
+    half = np.frombuffer(data, dtype=np.uint16).astype(np.uint32) << 16
+    return half.view(np.float32)
+
+
+# ---------------------------------------------------------------- writer
+
+
+class RunStore:
+    """Writes one run to ``DIR/run.db`` from a background thread, committing at every batch.
+
+    Calls return at once; the data is queued and written in order by a writer thread, so a
+    training step never waits on the disk. ``flush()`` waits until everything queued is
+    committed. After a ``kill -9`` the database opens and holds every committed batch.
+
+    Args:
+        out: the run directory (created if missing).
+        precision: ``"bfloat16"`` (default) or ``"float32"`` for the per-layer vectors.
+
+    Raises:
+        StoreError: the directory cannot be created or written.
+
+    Example:
+        >>> import tempfile
+        >>> s = RunStore(tempfile.mkdtemp()); s.event(0, "note", {"text": "hi"}); s.close()
+    """
+
+    def __init__(self, out: str | os.PathLike, precision: str = "bfloat16") -> None:
+        if precision not in ("bfloat16", "float32"):
+            raise ValueError(f"precision must be 'bfloat16' or 'float32', got {precision!r}")
+        self.dir = Path(out)
+        self.precision = precision
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            probe = self.dir / ".gradwatch-write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as e:
+            raise StoreError(
+                f"cannot write the run directory {str(self.dir)!r} ({e.strerror or e}); "
+                "pass out= a directory you can write"
+            ) from None
+        self.path = self.dir / DB_NAME
+        self._queue: queue.Queue[Callable[[sqlite3.Connection], None] | None] = queue.Queue()
+        self._error: BaseException | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="gradwatch-store", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._error:
+            raise StoreError(f"cannot open {self.path}: {self._error}") from None
+        self._closed = False
+
+    # -- the writer thread
+    def _loop(self) -> None:
+        try:
+            con = sqlite3.connect(self.path, isolation_level=None)
+            con.executescript(_SCHEMA_SQL)
+            con.execute("PRAGMA synchronous=NORMAL")
+            con.execute(
+                "INSERT OR IGNORE INTO meta VALUES('schema', ?)", (json.dumps(SCHEMA_VERSION),)
+            )
+        except Exception as e:  # noqa: BLE001 - reported to the caller
+            self._error = e
+            self._ready.set()
+            return
+        self._ready.set()
+        while True:
+            job = self._queue.get()
+            if job is None:
+                self._queue.task_done()
+                break
+            try:
+                con.execute("BEGIN")
+                job(con)
+                con.execute("COMMIT")
+            except Exception as e:  # noqa: BLE001 - kept, raised on the next flush()
+                self._error = e
+                try:
+                    con.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            self._queue.task_done()
+        con.close()
+
+    def _submit(self, job: Callable[[sqlite3.Connection], None]) -> None:
+        if self._closed:
+            raise StoreError("the run store is closed")
+        self._queue.put(job)
+
+    # -- what the watcher writes
+    def set_meta(self, **values: Any) -> None:
+        """Store JSON-serialisable metadata under each key."""
+        rows = [(k, json.dumps(v, default=str)) for k, v in values.items()]
+        self._submit(lambda con: con.executemany("INSERT OR REPLACE INTO meta VALUES(?, ?)", rows))
+
+    def write_layout(
+        self,
+        params: Iterable[tuple[str, str, tuple[int, ...], int, str]],
+        modules: Iterable[tuple[str, str, str, str]],
+    ) -> None:
+        """Store the parameter rows ``(name, module, shape, numel, dtype)`` and module rows
+        ``(name, type, activation, kind)``; their order defines the vector indices."""
+        prow = [(i, n, m, json.dumps(list(s)), k, d) for i, (n, m, s, k, d) in enumerate(params)]
+        mrow = [(i, n, t, a, k) for i, (n, t, a, k) in enumerate(modules)]
+
+        def job(con: sqlite3.Connection) -> None:
+            con.execute("DELETE FROM params")
+            con.execute("DELETE FROM modules")
+            con.executemany("INSERT INTO params VALUES(?, ?, ?, ?, ?, ?)", prow)
+            con.executemany("INSERT INTO modules VALUES(?, ?, ?, ?, ?)", mrow)
+
+        self._submit(job)
+
+    def write_steps(self, rows: list[dict[str, Any]]) -> None:
+        """Store step rows (keys: step, time, loss, grad_norm, step_time, lr, stats)."""
+        data = [_step_row(r) for r in rows]
+        self._submit(
+            lambda con: con.executemany("INSERT OR REPLACE INTO steps VALUES(?, ?, ?, ?, ?, ?, ?)", data)
+        )
+
+    def write_series(self, step: int, vectors: dict[str, np.ndarray]) -> None:
+        """Store one packed vector per metric for ``step``."""
+        p = self.precision
+        rows = [(int(step), m, p, pack(v, p)) for m, v in vectors.items()]
+        self._submit(lambda con: con.executemany("INSERT OR REPLACE INTO series VALUES(?, ?, ?, ?)", rows))
+
+    def write_batch(
+        self,
+        steps: list[dict[str, Any]],
+        series: list[tuple[int, dict[str, np.ndarray]]],
+        calls: list[tuple[int, int, np.ndarray]] = (),
+    ) -> None:
+        """Store a batch of steps, their vectors and per-call norms in one transaction."""
+        p = self.precision
+        step_rows = [_step_row(r) for r in steps]
+
+        def job(con: sqlite3.Connection) -> None:
+            # packing happens here, on the writer thread
+            srows = [(int(s), m, p, pack(v, p)) for s, vecs in series for m, v in vecs.items()]
+            crows = [(int(s), int(mod), p, pack(v, p)) for s, mod, v in calls]
+            con.executemany("INSERT OR REPLACE INTO steps VALUES(?, ?, ?, ?, ?, ?, ?)", step_rows)
+            con.executemany("INSERT OR REPLACE INTO series VALUES(?, ?, ?, ?)", srows)
+            con.executemany("INSERT OR REPLACE INTO calls VALUES(?, ?, ?, ?)", crows)
+
+        self._submit(job)
+
+    def event(self, step: int | None, kind: str, detail: dict[str, Any] | None = None) -> None:
+        """Record something that happened once (a guard action, a warning, a clip)."""
+        row = (step, kind, json.dumps(detail or {}, default=str))
+        self._submit(lambda con: con.execute("INSERT INTO events(step, kind, detail) VALUES(?, ?, ?)", row))
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until everything queued so far is committed; re-raise a writer error."""
+        if self._thread.is_alive():
+            if timeout is None:
+                self._queue.join()
+            else:
+                deadline = time.monotonic() + timeout
+                while self._queue.unfinished_tasks and time.monotonic() < deadline:
+                    time.sleep(0.005)
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise StoreError(f"writing {self.path} failed: {err}") from err
+
+    def close(self) -> None:
+        """Commit everything queued and stop the writer thread. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise StoreError(f"writing {self.path} failed: {err}") from err
+
+
+def _step_row(r: dict[str, Any]) -> tuple:
+    return (
+        int(r["step"]), _f(r.get("time")), _f(r.get("loss")), _f(r.get("grad_norm")),
+        _f(r.get("step_time")), json.dumps([_f(x) for x in r.get("lr", [])]),
+        int(bool(r.get("stats", False))),
+    )
+
+
+def _f(x: Any) -> float | None:
+    if x is None:
+        return None
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------- readers
+
+
+def db_path(run_dir: str | os.PathLike) -> Path:
+    """The database of a run directory (or the path itself when it is the database)."""
+    p = Path(run_dir)
+    if p.is_file():
+        return p
+    db = p / DB_NAME
+    if not db.exists():
+        raise StoreError(
+            f"no gradwatch run at {str(p)!r} (missing {DB_NAME}); pass the directory given as out="
+        )
+    return db
+
+
+def connect(run_dir: str | os.PathLike) -> sqlite3.Connection:
+    """Open a run database for reading (works on a live run and after a crash)."""
+    con = sqlite3.connect(db_path(run_dir), timeout=30)
+    con.row_factory = sqlite3.Row
+    return con
+
+
+def load_series(run_dir: str | os.PathLike, metric: str, con: sqlite3.Connection | None = None):
+    """A wide DataFrame of one metric: rows are steps, columns are parameter or module names.
+
+    Example:
+        >>> # load_series("runs/exp1", "delta")  -> steps x modules
+    """
+    import pandas as pd
+
+    own = con is None
+    con = con or connect(run_dir)
+    try:
+        if metric in PARAM_METRICS:
+            names = [r[0] for r in con.execute("SELECT name FROM params ORDER BY id")]
+        elif metric in MODULE_METRICS:
+            names = [r[0] for r in con.execute("SELECT name FROM modules ORDER BY id")]
+        else:
+            raise KeyError(
+                f"unknown metric {metric!r}; per-parameter: {sorted(PARAM_METRICS)}, "
+                f"per-module: {sorted(MODULE_METRICS)}"
+            )
+        rows = con.execute(
+            "SELECT step, dtype, data FROM series WHERE metric = ? ORDER BY step", (metric,)
+        ).fetchall()
+    finally:
+        if own:
+            con.close()
+    steps = [r[0] for r in rows]
+    n = len(names)
+    mat = np.full((len(rows), n), np.nan, dtype=np.float32)
+    for i, r in enumerate(rows):
+        v = unpack(r[2], r[1])
+        mat[i, : min(n, len(v))] = v[:n]
+    return pd.DataFrame(mat, index=pd.Index(steps, name="step"), columns=names)
