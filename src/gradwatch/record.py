@@ -69,6 +69,7 @@ class Run:
             df = pd.read_sql_query("SELECT * FROM steps ORDER BY step", con)
         df["lr"] = df["lr"].map(lambda s: json.loads(s) if s else [])
         df["stats"] = df["stats"].astype(bool)
+        df["extra"] = df["extra"].map(lambda s: json.loads(s) if s else {})
         for col in ("loss", "grad_norm", "step_time", "time"):
             df[col] = df[col].astype(float)
         return df.set_index("step")

@@ -1,0 +1,240 @@
+"""Hooks on modules for the statistics steps: δ = ‖∂L/∂h‖ at every module output (per call),
+activation statistics, gradient through time, and functional activations.
+
+The hooks exist only while armed (one step in ``every``), so steps in between run with no hook
+at all. Forward hooks register a tensor hook on each output; it keeps the gradient's norm as a
+0-d tensor, nothing leaves the device. Recurrent modules (``nn.RNN``/``LSTM``/``GRU``) also
+record ‖∂L/∂x_t‖ for every time step of their input, which shows gradient flow through time
+even though their internals are fused. Functional activations (``torch.sigmoid(h)``,
+``F.relu(h)``) are seen through a ``TorchFunctionMode`` entered around the root's forward and
+attributed to the module that produced their input (``"fc1:sigmoid"``).
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> m = nn.Sequential(nn.Linear(3, 4), nn.Sigmoid(), nn.Linear(4, 1))
+    >>> probe = ModuleProbe(m); probe.arm()
+    >>> m(torch.randn(5, 3)).sum().backward()
+    >>> vec, calls = probe.collect(); probe.disarm()
+    >>> bool(torch.isfinite(vec["delta"][1]))   # module "0"
+    True
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from typing import Any
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from .activations import FUNCTIONAL_ACTIVATIONS, activation_name, output_stats
+from .model_info import module_kind
+
+_STAT_KEYS = ("act_mean", "act_std", "act_sat", "act_zero", "act_identical")
+
+
+def _first_tensor(x: Any) -> torch.Tensor | None:
+    if isinstance(x, torch.Tensor):
+        return x
+    if isinstance(x, (tuple, list)) and x and isinstance(x[0], torch.Tensor):
+        return x[0]
+    return None
+
+
+class _FunctionalActivations(TorchFunctionMode):
+    def __init__(self, probe: "ModuleProbe") -> None:
+        super().__init__()
+        self.probe = probe
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        name = FUNCTIONAL_ACTIVATIONS.get(func)
+        if name is not None and isinstance(out, torch.Tensor) and args:
+            self.probe._on_functional(name, args[0], out)
+        return out
+
+
+class ModuleProbe:
+    """Arms and disarms the per-module hooks and turns what they saw into per-module vectors.
+
+    Args:
+        model: the root module.
+        dead_window: number of statistics steps over which a unit must never fire to be dead.
+    """
+
+    def __init__(self, model: nn.Module, dead_window: int = 5) -> None:
+        self.model = model
+        self.entries: list[dict[str, str]] = []  # id -> {name, type, activation, kind}
+        self._mods: list[nn.Module] = []
+        for name, m in model.named_modules():
+            self._add_entry(name, type(m).__name__, activation_name(m), module_kind(m))
+            self._mods.append(m)
+        self._n_real = len(self._mods)
+        self._functional_ids: dict[tuple[int, str], int] = {}
+        self.layout_changed = True
+        self._handles: list[Any] = []
+        self._mode: _FunctionalActivations | None = None
+        self._fired: dict[int, deque] = defaultdict(lambda: deque(maxlen=dead_window))
+        self._reset()
+
+    def _add_entry(self, name: str, type_: str, act: str, kind: str) -> int:
+        self.entries.append({"name": name, "type": type_, "activation": act, "kind": kind})
+        return len(self.entries) - 1
+
+    def _reset(self) -> None:
+        self._calls: dict[int, int] = defaultdict(int)
+        self._delta: dict[int, list[tuple[int, torch.Tensor]]] = defaultdict(list)
+        self._time: dict[int, list[torch.Tensor]] = defaultdict(list)
+        self._act: dict[int, dict[str, list[torch.Tensor]]] = defaultdict(lambda: defaultdict(list))
+        self._producer: dict[int, int] = {}
+        self._stack: list[int] = []
+        self.root_calls = 0
+
+    # ------------------------------------------------------------ hooks
+    @property
+    def armed(self) -> bool:
+        return bool(self._handles)
+
+    def arm(self) -> None:
+        """Install the hooks for the next forward/backward (idempotent)."""
+        if self._handles:
+            return
+        for mid, m in enumerate(self._mods):
+            self._handles.append(m.register_forward_pre_hook(self._make_pre(mid)))
+            self._handles.append(m.register_forward_hook(self._make_post(mid), always_call=True))
+
+    def disarm(self) -> None:
+        """Remove every hook this probe installed."""
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        self._exit_mode()
+
+    def _exit_mode(self) -> None:
+        if self._mode is not None:
+            mode, self._mode = self._mode, None
+            try:
+                mode.__exit__(None, None, None)
+            except Exception:  # noqa: BLE001 - the mode stack was already unwound
+                pass
+
+    def _make_pre(self, mid: int):
+        recurrent = isinstance(self._mods[mid], nn.RNNBase)
+
+        def pre(module, args):
+            self._stack.append(mid)
+            if mid == 0 and torch.is_grad_enabled():
+                self.root_calls += 1
+                if self._mode is None:
+                    self._mode = _FunctionalActivations(self)
+                    self._mode.__enter__()
+            if recurrent and args and torch.is_grad_enabled():
+                x = args[0]
+                if isinstance(x, torch.Tensor) and x.is_floating_point() and not x.requires_grad:
+                    # a data leaf: let autograd give us dL/dx_t (nothing upstream to disturb)
+                    return (x.detach().requires_grad_(True),) + tuple(args[1:])
+            return None
+
+        return pre
+
+    def _make_post(self, mid: int):
+        module = self._mods[mid]
+        act = self.entries[mid]["activation"]
+        recurrent = isinstance(module, nn.RNNBase)
+        batch_first = bool(getattr(module, "batch_first", False))
+
+        def post(mod, args, output):
+            if self._stack and self._stack[-1] == mid:
+                self._stack.pop()
+            if mid == 0:
+                self._exit_mode()
+            if not torch.is_grad_enabled():
+                return
+            out = _first_tensor(output)
+            if out is None:
+                return
+            self._record(mid, out, act)
+            if recurrent and args and isinstance(args[0], torch.Tensor) and args[0].requires_grad \
+                    and args[0].dim() == 3:
+                dims = (0, 2) if batch_first else (1, 2)
+                args[0].register_hook(lambda g: self._time[mid].append(
+                    torch.linalg.vector_norm(g.detach().float(), dim=dims)))
+
+        return post
+
+    def _record(self, mid: int, out: torch.Tensor, act: str) -> None:
+        k = self._calls[mid]
+        self._calls[mid] = k + 1
+        self._producer[id(out)] = mid
+        if out.requires_grad:
+            out.register_hook(lambda g: self._delta[mid].append(
+                (k, torch.linalg.vector_norm(g.detach().float()))))
+        if act:
+            stats = output_stats(out, act)
+            acc = self._act[mid]
+            for key, v in stats.items():
+                acc[key].append(v)
+
+    def _on_functional(self, name: str, inp: Any, out: torch.Tensor) -> None:
+        if self._stack and self.entries[self._stack[-1]]["kind"] == "activation":
+            return  # an activation module calling its functional form: already seen
+        if not torch.is_grad_enabled():
+            return
+        owner = self._producer.get(id(inp)) if isinstance(inp, torch.Tensor) else None
+        if owner is None:
+            owner = self._stack[-1] if self._stack else 0
+        key = (owner, name)
+        fid = self._functional_ids.get(key)
+        if fid is None:
+            fid = self._add_entry(f"{self.entries[owner]['name']}:{name}", "function", name, "activation")
+            self._functional_ids[key] = fid
+            self.layout_changed = True
+        self._record(fid, out, name)
+
+    # ------------------------------------------------------------ results
+    def collect(self) -> tuple[dict[str, torch.Tensor], list[tuple[int, torch.Tensor]]]:
+        """Per-module vectors of this step's statistics, and per-call/per-time-step norms.
+
+        Returns ``(vectors, calls)``: vectors maps metric -> float32 tensor of length
+        ``len(entries)`` (NaN where not measured); calls is a list of (module id, vector).
+        """
+        n = len(self.entries)
+        dev = next((p.device for p in self.model.parameters()), torch.device("cpu"))
+        vals: dict[str, dict[int, torch.Tensor]] = defaultdict(dict)
+        calls: list[tuple[int, torch.Tensor]] = []
+        for mid, items in self._delta.items():
+            items.sort(key=lambda t: t[0])
+            norms = torch.stack([v.to(dev) for _, v in items])
+            vals["delta"][mid] = torch.linalg.vector_norm(norms)
+            if len(items) > 1:
+                calls.append((mid, norms))
+        for mid, seqs in self._time.items():
+            calls.append((mid, torch.stack([s.to(dev) for s in seqs]).mean(0)))
+        for mid, count in self._calls.items():
+            vals["calls"][mid] = torch.tensor(float(count), device=dev)
+        for mid, acc in self._act.items():
+            for key in _STAT_KEYS:
+                if acc.get(key):
+                    vals[key][mid] = torch.stack(acc[key]).mean()
+            if acc.get("act_nonfinite"):
+                vals["act_nonfinite"][mid] = torch.stack(acc["act_nonfinite"]).sum()
+            fired = acc.get("fired")
+            if fired and all(f.shape == fired[0].shape for f in fired):
+                now = torch.stack(fired).any(0)
+                vals["act_silent"][mid] = 1.0 - now.float().mean()
+                window = self._fired[mid]
+                if window and window[-1].shape != now.shape:
+                    window.clear()
+                window.append(now)
+                vals["act_dead"][mid] = 1.0 - torch.stack(list(window)).any(0).float().mean()
+        vectors = {}
+        for metric, d in vals.items():
+            v = torch.full((n,), float("nan"), device=dev)
+            if d:
+                v[torch.tensor(list(d.keys()), device=dev)] = torch.stack(
+                    [t.to(dev).float() for t in d.values()])
+            vectors[metric] = v
+        self._reset()
+        return vectors, calls

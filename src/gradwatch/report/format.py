@@ -1,0 +1,156 @@
+"""Plain-text formatting shared by the terminal and HTML renderers: numbers, layer lists,
+evidence values, trials and the metrics a run reports about itself.
+
+Nothing here computes a diagnosis; it only turns recorded values into short strings.
+
+Example:
+    >>> fmt(1.3e-12), fmt(0.000123456), fmt(float("nan")), fmt(12345.0)
+    ('1.3e-12', '0.000123', 'NaN', '1.23e+04')
+    >>> truncate_layers([str(i) for i in range(20)], keep=3)
+    '0, 1, 2 … (17 more)'
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+
+
+def fmt(x: Any, digits: int = 3) -> str:
+    """A number in at most ``digits`` significant digits (Python's ``g`` format).
+
+    Non-finite values read ``NaN``, ``inf``, ``-inf``; booleans, ints and strings pass through.
+
+    Example:
+        >>> fmt(0.5), fmt(3), fmt(True), fmt(float("-inf")), fmt("nan")
+        ('0.5', '3', 'True', '-inf', 'NaN')
+    """
+    if isinstance(x, bool) or x is None:
+        return str(x)
+    if isinstance(x, str):
+        # the JSON form of a diagnosis spells non-finite numbers as strings
+        return {"nan": "NaN", "inf": "inf", "-inf": "-inf"}.get(x, x)
+    if hasattr(x, "item") and callable(x.item):  # numpy / torch scalars
+        x = x.item()
+    if isinstance(x, int):
+        return str(x)
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return str(x)
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    if x == 0:
+        return "0"
+    return f"{x:.{digits}g}"
+
+
+def fmt_value(v: Any, max_items: int = 6) -> str:
+    """An evidence value: a number, a short list of numbers, a dict, or text.
+
+    Example:
+        >>> fmt_value([1e-9, 2e-9, 0.5]), fmt_value({"0": 0.25})
+        ('1e-09, 2e-09, 0.5', '0: 0.25')
+    """
+    if isinstance(v, dict):
+        items = [f"{k}: {fmt(x) if not isinstance(x, (list, dict)) else fmt_value(x)}"
+                 for k, x in list(v.items())[:max_items]]
+        more = len(v) - max_items
+        return ", ".join(items) + (f" … ({more} more)" if more > 0 else "")
+    if isinstance(v, (list, tuple)):
+        items = [fmt(x) if not isinstance(x, (list, dict)) else fmt_value(x) for x in v[:max_items]]
+        more = len(v) - max_items
+        return ", ".join(items) + (f" … ({more} more)" if more > 0 else "")
+    return fmt(v)
+
+
+def truncate_layers(layers: list[str], keep: int = 3) -> str:
+    """Show the first ``keep`` layer names and how many more there are.
+
+    The root module (name ``""``) reads ``(model)``.
+
+    Example:
+        >>> truncate_layers(["0", "2", "4", "6", "8"]), truncate_layers([""])
+        ('0, 2, 4 … (2 more)', '(model)')
+    """
+    names = [layer_label(x) for x in layers]
+    if len(names) <= keep + 1:  # "… (1 more)" is no shorter than the name itself
+        return ", ".join(names)
+    return ", ".join(names[:keep]) + f" … ({len(names) - keep} more)"
+
+
+def layer_label(name: str) -> str:
+    """A module or parameter name for display; the root module is ``(model)``."""
+    return name if name else "(model)"
+
+
+def short(text: str, width: int = 32) -> str:
+    """Shorten a long name in the middle, keeping both ends readable.
+
+    Example:
+        >>> short("encoder.layers.11.self_attn.out_proj.weight", 24)
+        'encoder.lay…_proj.weight'
+    """
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
+
+
+def fmt_trial(trial: Any) -> str:
+    """``metric: before → after`` with a tick or cross for whether it improved.
+
+    Example:
+        >>> from gradwatch.findings import Trial
+        >>> fmt_trial(Trial("loss after 50 steps", 2.3, 0.41))
+        'loss after 50 steps: 2.3 → 0.41 ✓'
+    """
+    mark = "✓" if getattr(trial, "improved", False) else "✗"
+    return f"{trial.metric}: {fmt(trial.before)} → {fmt(trial.after)} {mark}"
+
+
+def sorted_findings(findings: list[Any]) -> list[Any]:
+    """Findings, most severe first, then by the step they began."""
+    return sorted(findings, key=lambda f: (SEVERITY_ORDER.get(f.severity, 9), f.first_step))
+
+
+def run_metrics(run: Any) -> dict[str, Any]:
+    """The evaluation metrics a run reports about itself (e.g. test accuracy).
+
+    Read from ``run.meta["metrics"]`` when present, else from the last event of kind
+    ``metrics`` (its detail dict). Empty when the run recorded none.
+    """
+    meta = getattr(run, "meta", {}) or {}
+    m = meta.get("metrics")
+    if isinstance(m, dict) and m:
+        return dict(m)
+    try:
+        ev = run.events
+        rows = ev[ev["kind"] == "metrics"]
+    except Exception:  # noqa: BLE001 - a run without an events table has no metrics
+        return {}
+    if len(rows):
+        detail = rows.iloc[-1]["detail"]
+        if isinstance(detail, dict):
+            return dict(detail)
+    return {}
+
+
+def count_by_severity(findings: list[Any]) -> str:
+    """``1 critical, 2 warnings`` (serious findings only; empty when none).
+
+    Example:
+        >>> from gradwatch.findings import Finding
+        >>> count_by_severity([Finding("dead_units", "warning", 0, [], "x")] * 2)
+        '2 warnings'
+    """
+    parts = []
+    for sev in ("critical", "warning"):
+        n = sum(1 for f in findings if f.severity == sev)
+        if n:
+            parts.append(f"{n} {sev}" + ("s" if n > 1 and sev == "warning" else ""))
+    return ", ".join(parts)

@@ -1,0 +1,469 @@
+"""The watcher: attaches to a model (and optimizer), measures every step, writes the run store.
+
+Every optimizer step: per-parameter gradient L2 norm and max |g|, the global norm, the loss,
+the learning rates and the step time — a few fused kernels whose results stay on the device.
+Every ``every`` steps (and step 0), the slow statistics: δ = ‖∂L/∂h‖ at every module output
+(and per call, and per time step for recurrent modules), activation statistics, weight norms,
+the optimizer's update ‖w_after − w_before‖, identical units and non-finite counts. Records
+are moved to the host in one transfer per flush and written by the store's thread.
+
+Example:
+    >>> import torch, tempfile
+    >>> from torch import nn
+    >>> model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+    >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    >>> out = tempfile.mkdtemp()
+    >>> with watch(model, opt, out=out) as w:
+    ...     for _ in range(3):
+    ...         loss = model(torch.randn(16, 4)).pow(2).mean()
+    ...         opt.zero_grad(); loss.backward(); opt.step()
+    >>> from gradwatch.record import load
+    >>> len(load(out).steps)
+    3
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import time
+import weakref
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .probes.model_info import describe_model, describe_optimizer
+from .probes.modules import ModuleProbe
+from .probes.tensors import TensorStats
+from .store import RunStore
+
+
+class WatchError(ValueError):
+    """The model, optimizer or settings given to :func:`watch` cannot be watched as they are."""
+
+
+_ACTIVE: "weakref.WeakKeyDictionary[nn.Module, Watcher]" = weakref.WeakKeyDictionary()
+_LIVE: "weakref.WeakSet[Watcher]" = weakref.WeakSet()
+_ORIGINAL_BACKWARD = torch.Tensor.backward
+
+
+def _backward_with_loss_capture(self, *args, **kwargs):
+    if self.numel() == 1:
+        for w in list(_LIVE):
+            w._saw_loss(self)
+    return _ORIGINAL_BACKWARD(self, *args, **kwargs)
+
+
+def _patch_backward(on: bool) -> None:
+    torch.Tensor.backward = _backward_with_loss_capture if on else _ORIGINAL_BACKWARD
+
+
+def _default_out() -> Path:
+    return Path("gradwatch-runs") / time.strftime("%Y%m%d-%H%M%S")
+
+
+class Watcher:
+    """Watches one model (and its optimizers) and records every step into a run store.
+
+    Use :func:`watch` to create one. Leaving the ``with`` block, or :meth:`detach`, removes every
+    hook and commits the record.
+
+    Args:
+        model: the ``nn.Module`` being trained.
+        optimizer: its optimizer (optional; more can be added with :meth:`add_optimizer`).
+            Without one, a step ends when a backward pass through the model ends.
+        out: run directory (default ``gradwatch-runs/<time>``).
+        every: slow statistics every ``every`` steps (δ, activations, updates). ``1`` = always.
+        stats: ``"default"`` or ``"all"`` (every statistic every step, including non-finite
+            counts: the most detail, the most cost).
+        dead_window: statistics steps over which a ReLU unit must never fire to count as dead.
+        flush_every: steps between transfers to the store (also flushed every
+            ``flush_seconds``), so a killed run loses at most that much.
+        precision: ``"bfloat16"`` or ``"float32"`` for the stored per-layer vectors.
+        meta: extra JSON-serialisable metadata to store with the run.
+
+    Example:
+        >>> # w = Watcher(model, opt, out="runs/a"); ...; w.detach()
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer | None = None,
+        *,
+        out: str | os.PathLike | None = None,
+        every: int = 10,
+        stats: str = "default",
+        dead_window: int = 5,
+        flush_every: int = 50,
+        flush_seconds: float = 2.0,
+        precision: str = "bfloat16",
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        _validate_model(model)
+        if stats not in ("default", "all"):
+            raise WatchError(f"stats must be 'default' or 'all', got {stats!r}")
+        if not isinstance(every, int) or every < 1:
+            raise WatchError(f"every must be a positive integer (steps between slow statistics), got {every!r}")
+        if model in _ACTIVE:
+            raise WatchError(
+                "this model is already watched; detach the first watcher (w.detach() or leave its "
+                "`with` block) before watching it again"
+            )
+        self.model = model
+        self.every = 1 if stats == "all" else every
+        self.full = stats == "all"
+        self.flush_every = max(1, int(flush_every))
+        self.flush_seconds = flush_seconds
+        self.out = Path(out) if out is not None else _default_out()
+        self.optimizers: list[torch.optim.Optimizer] = []
+        self._opt_handles: list[Any] = []
+        self._handles: list[Any] = []
+
+        named = [(n, p) for n, p in model.named_parameters()]
+        self.param_names = [n for n, _ in named]
+        self._param_ids = {id(p): i for i, (_, p) in enumerate(named)}
+        self.tensors = TensorStats([p for _, p in named])
+        self.probe = ModuleProbe(model, dead_window=dead_window)
+        self.store = RunStore(self.out, precision=precision)
+        self._write_module_layout()
+        self.store.set_meta(
+            gradwatch=_version(), torch=torch.__version__, started=time.time(), argv=sys.argv,
+            config={"every": self.every, "stats": stats, "dead_window": dead_window,
+                    "precision": precision, "flush_every": self.flush_every},
+            **(meta or {}),
+        )
+        self.step = 0
+        self._pending: list[dict[str, Any]] = []
+        self._losses: list[torch.Tensor] = []
+        self._log_target: dict[str, Any] | None = None
+        self._last_flush = time.monotonic()
+        self._last_step_end = time.perf_counter()
+        self._loss_graph_saved = False
+        self._in_backward = False
+        self._closed = False
+
+        if optimizer is not None:
+            self.add_optimizer(optimizer)
+        self._describe()
+        if self.optimizers == []:
+            self._handles.append(model.register_forward_hook(self._on_root_output))
+        _ACTIVE[model] = self
+        if not _LIVE:
+            _patch_backward(True)
+        _LIVE.add(self)
+        self._begin_step()
+
+    # ------------------------------------------------------------ attaching
+    def add_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """Watch another optimizer of this model (each of its steps is a recorded step)."""
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise WatchError(
+                f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}; "
+                "pass the optimizer that trains this model, or none"
+            )
+        foreign = [p for g in optimizer.param_groups for p in g["params"] if id(p) not in self._param_ids]
+        if foreign:
+            raise WatchError(
+                f"{len(foreign)} of the optimizer's parameters are not in the watched model; "
+                "watch the model the optimizer trains (the module whose .parameters() you gave it)"
+            )
+        self.optimizers.append(optimizer)
+        self._opt_handles.append(optimizer.register_step_pre_hook(self._before_step))
+        self._opt_handles.append(optimizer.register_step_post_hook(self._after_step))
+        if len(self.optimizers) > 1 or not self._closed:
+            self._describe()
+
+    def _describe(self) -> None:
+        info = describe_model(self.model, self.optimizers[0] if self.optimizers else None)
+        info["optimizers"] = [describe_optimizer(o) for o in self.optimizers]
+        self.store.set_meta(model=info)
+
+    # ------------------------------------------------------------ step cycle
+    def _stat_step(self, step: int) -> bool:
+        return step % self.every == 0
+
+    def _begin_step(self) -> None:
+        if self._stat_step(self.step):
+            self.probe.arm()
+
+    def _before_step(self, optimizer=None, args=None, kwargs=None) -> None:
+        stat = self._stat_step(self.step)
+        rec = self.tensors.grad_stats(full=self.full or stat)
+        if stat:
+            rec.update(self.tensors.weight_stats())
+            self.tensors.snapshot()
+        self._current = rec
+
+    def _after_step(self, optimizer=None, args=None, kwargs=None) -> None:
+        self._end_step()
+
+    def _on_root_output(self, module, args, output) -> None:
+        # no optimizer: the step ends when the backward pass through the model ends
+        out = output if isinstance(output, torch.Tensor) else None
+        if out is None or not out.requires_grad or not torch.is_grad_enabled():
+            return
+
+        def hook(grad):
+            if not self._in_backward:
+                self._in_backward = True
+                torch.autograd.Variable._execution_engine.queue_callback(self._end_backward)
+
+        out.register_hook(hook)
+
+    def _end_backward(self) -> None:
+        self._in_backward = False
+        self._before_step()
+        self._end_step()
+
+    def _end_step(self) -> None:
+        if self._closed:
+            return
+        rec = getattr(self, "_current", None) or self.tensors.grad_stats(full=self.full)
+        self._current = None
+        stat = self._stat_step(self.step)
+        vectors = {k: v for k, v in rec.items() if k != "global_norm"}
+        calls: list = []
+        if stat:
+            upd = self.tensors.update_norm()
+            if upd is not None:
+                vectors["update_norm"] = upd
+            mod_vectors, calls = self.probe.collect()
+            vectors.update(mod_vectors)
+            if not self._stat_step(self.step + 1):
+                self.probe.disarm()
+            if self.probe.layout_changed:
+                self._write_module_layout()
+        now = time.perf_counter()
+        loss = torch.stack(self._losses).float().mean() if self._losses else None
+        self._losses = []
+        record = {
+            "step": self.step, "time": time.time(), "loss": loss,
+            "grad_norm": rec.get("global_norm"), "step_time": now - self._last_step_end,
+            "lr": [g["lr"] for o in self.optimizers for g in o.param_groups],
+            "stats": stat, "vectors": vectors, "calls": calls, "extra": {},
+        }
+        self._last_step_end = now
+        self._pending.append(record)
+        self._log_target = record
+        self.step += 1
+        if len(self._pending) >= self.flush_every or time.monotonic() - self._last_flush > self.flush_seconds:
+            self.flush(wait=False)
+        self._begin_step()
+
+    def _write_module_layout(self) -> None:
+        self.store.write_layout(
+            params=self._param_rows(),
+            modules=[(e["name"], e["type"], e["activation"], e["kind"]) for e in self.probe.entries],
+        )
+        self.probe.layout_changed = False
+
+    def _param_rows(self):
+        rows = []
+        owner = {}
+        for mname, m in self.model.named_modules():
+            for _, p in m.named_parameters(recurse=False):
+                owner.setdefault(id(p), mname)
+        for n, p in zip(self.param_names, self.tensors.params):
+            rows.append((n, owner.get(id(p), ""), tuple(p.shape), p.numel(), str(p.dtype).replace("torch.", "")))
+        return rows
+
+    def _saw_loss(self, loss: torch.Tensor) -> None:
+        if self._closed:
+            return
+        self._losses.append(loss.detach().reshape(()))
+        self._log_target = None  # a new step is in progress
+        if not self._loss_graph_saved and loss.grad_fn is not None:
+            self._loss_graph_saved = True
+            self.store.set_meta(loss_graph=_graph_names(loss.grad_fn))
+
+    # ------------------------------------------------------------ user API
+    def log(self, **scalars: Any) -> None:
+        """Attach scalars to the step just finished (or, after a backward, to the step under way).
+
+        ``loss=`` replaces the loss picked up from ``backward()``; other names are stored as
+        extra scalars (e.g. ``accuracy=0.93``). Tensors stay on the device until the flush.
+
+        Example:
+            >>> # w.log(loss=loss, accuracy=acc)
+        """
+        target = self._log_target
+        loss = scalars.pop("loss", None)
+        if target is None:  # a step is under way: keep the values for it
+            if loss is not None:
+                self._losses = [torch.as_tensor(loss).detach().float().reshape(())]
+            self._extra_next = {**getattr(self, "_extra_next", {}), **scalars}
+            return
+        if loss is not None:
+            target["loss"] = torch.as_tensor(loss).detach().float().reshape(())
+        target["extra"].update(scalars)
+
+    def event(self, kind: str, detail: dict[str, Any] | None = None) -> None:
+        """Record a one-off event (shown in the report) at the current step."""
+        self.store.event(self.step, kind, detail)
+
+    def flush(self, wait: bool = True) -> None:
+        """Move pending records to the host in one transfer and hand them to the store."""
+        pending, self._pending = self._pending, []
+        self._last_flush = time.monotonic()
+        if pending:
+            self.store.write_batch(*_to_host(pending))
+        if wait:
+            self.store.flush()
+
+    def detach(self) -> None:
+        """Remove every hook, write what is pending, close the store. Safe to call twice."""
+        if self._closed:
+            return
+        extra = getattr(self, "_extra_next", None)
+        if extra and self._pending:
+            self._pending[-1]["extra"].update(extra)
+        self.probe.disarm()
+        for h in self._handles + self._opt_handles:
+            h.remove()
+        self._handles.clear()
+        self._opt_handles.clear()
+        try:
+            self.flush(wait=False)
+            self.store.set_meta(ended=time.time(), steps=self.step)
+        finally:
+            self._closed = True
+            _ACTIVE.pop(self.model, None)
+            _LIVE.discard(self)
+            if not _LIVE:
+                _patch_backward(False)
+            self.store.close()
+
+    close = detach
+
+    @property
+    def hooks(self) -> int:
+        """How many hooks this watcher has installed right now (0 after detach)."""
+        return len(self._handles) + len(self._opt_handles) + len(self.probe._handles)
+
+    def __enter__(self) -> "Watcher":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.detach()
+
+
+def watch(model: nn.Module, optimizer: torch.optim.Optimizer | None = None, **kwargs: Any) -> Watcher:
+    """Watch a model's training; use as a context manager.
+
+    Args:
+        model: any ``torch.nn.Module``.
+        optimizer: the optimizer training it (optional).
+        **kwargs: see :class:`Watcher` (``out``, ``every``, ``stats``, ...).
+
+    Raises:
+        WatchError: the model or optimizer cannot be watched (the message says why and what to do).
+        StoreError: ``out`` cannot be written.
+
+    Example:
+        >>> # with gw.watch(model, opt, out="runs/exp1") as w:
+        >>> #     for x, y in loader:
+        >>> #         loss = loss_fn(model(x), y)
+        >>> #         opt.zero_grad(); loss.backward(); opt.step()
+    """
+    return Watcher(model, optimizer, **kwargs)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _validate_model(model: Any) -> None:
+    if not isinstance(model, nn.Module):
+        raise WatchError(
+            f"gradwatch.watch expects a torch.nn.Module, got {type(model).__name__}; "
+            "pass your model, e.g. watch(model, optimizer)"
+        )
+    params = list(model.parameters())
+    if not params:
+        raise WatchError(
+            f"{type(model).__name__} has no parameters, so there are no gradients to watch; "
+            "watch the module that holds the trainable weights"
+        )
+    if any(p.is_meta for p in params):
+        raise WatchError(
+            "the model is on the meta device (no data yet); materialise it first, e.g. "
+            "model.to_empty(device='cpu') and initialise its weights, then watch it"
+        )
+    if not any(p.requires_grad for p in params):
+        raise WatchError(
+            "every parameter of the model is frozen (requires_grad=False); nothing trains, so "
+            "there is nothing to watch — unfreeze the layers you train"
+        )
+
+
+def _graph_names(fn, depth: int = 8, limit: int = 24) -> list[str]:
+    """Names of the autograd nodes nearest the loss, breadth first (e.g. MseLossBackward0)."""
+    names, frontier, seen = [], [fn], set()
+    for _ in range(depth):
+        nxt = []
+        for node in frontier:
+            if node is None or id(node) in seen:
+                continue
+            seen.add(id(node))
+            names.append(node.name())
+            nxt.extend(n for n, _ in getattr(node, "next_functions", ()))
+        frontier = nxt
+        if len(names) >= limit:
+            break
+    return names[:limit]
+
+
+def _to_host(pending: list[dict[str, Any]]):
+    """One device→host transfer for a batch of records; returns (steps, series, calls) rows."""
+    flat: list[torch.Tensor] = []
+    slots: list[tuple[Any, Any, int, bool]] = []  # (container, key, numel, is_vector)
+
+    def put(container, key, value, is_vector=False):
+        if isinstance(value, torch.Tensor):
+            flat.append(value.detach().reshape(-1).float())
+            slots.append((container, key, value.numel(), is_vector))
+
+    for r in pending:
+        put(r, "loss", r["loss"])
+        put(r, "grad_norm", r["grad_norm"])
+        for i, lr in enumerate(r["lr"]):
+            put(r["lr"], i, lr)
+        for k, v in r["extra"].items():
+            put(r["extra"], k, v)
+        for k, v in r["vectors"].items():
+            put(r["vectors"], k, v, True)
+        r["calls"] = [list(c) for c in r["calls"]]
+        for c in r["calls"]:
+            put(c, 1, c[1], True)
+    if flat:
+        if len({t.device for t in flat}) > 1:
+            flat = [t.cpu() for t in flat]
+        host = torch.cat(flat).cpu().numpy()
+        pos = 0
+        for container, key, n, is_vector in slots:
+            chunk = host[pos:pos + n]
+            pos += n
+            container[key] = chunk if is_vector else float(chunk[0])
+    steps = [{k: r[k] for k in ("step", "time", "loss", "grad_norm", "step_time", "lr", "stats", "extra")}
+             for r in pending]
+    series = [(r["step"], r["vectors"]) for r in pending if r["vectors"]]
+    calls = [(r["step"], c[0], c[1]) for r in pending for c in r["calls"]]
+    return steps, series, calls
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+@atexit.register
+def _close_all() -> None:
+    for w in list(_LIVE):
+        try:
+            w.detach()
+        except Exception:  # noqa: BLE001 - best effort at interpreter exit
+            pass
