@@ -84,6 +84,7 @@ class Watcher:
             ``flush_seconds``), so a killed run loses at most that much.
         precision: ``"bfloat16"`` or ``"float32"`` for the stored per-layer vectors.
         meta: extra JSON-serialisable metadata to store with the run.
+        first_stats_step: the first step that gets the slow statistics (then every ``every``).
 
     Example:
         >>> # w = Watcher(model, opt, out="runs/a"); ...; w.detach()
@@ -102,6 +103,7 @@ class Watcher:
         flush_seconds: float = 2.0,
         precision: str = "bfloat16",
         meta: dict[str, Any] | None = None,
+        first_stats_step: int = 0,
     ) -> None:
         _validate_model(model)
         if stats not in ("default", "all"):
@@ -116,6 +118,7 @@ class Watcher:
         self.model = model
         self.every = 1 if stats == "all" else every
         self.full = stats == "all"
+        self._stats_offset = int(first_stats_step)
         self.flush_every = max(1, int(flush_every))
         self.flush_seconds = flush_seconds
         self.out = Path(out) if out is not None else _default_out()
@@ -184,7 +187,7 @@ class Watcher:
 
     # ------------------------------------------------------------ step cycle
     def _stat_step(self, step: int) -> bool:
-        return step % self.every == 0
+        return step >= self._stats_offset and (step - self._stats_offset) % self.every == 0
 
     def _begin_step(self) -> None:
         if self._stat_step(self.step):

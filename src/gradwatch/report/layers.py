@@ -24,9 +24,28 @@ def measured(df) -> list[str]:
     return [c for c, h in zip(df.columns, has) if h]
 
 
-def output_first(names: list[str]) -> list[str]:
-    """Registration order reversed: the output layer first, the input layer last."""
-    return list(reversed(names))
+def output_first(names: list[str], all_modules: list[str] | None = None) -> list[str]:
+    """Forward order reversed: the output layer first, the input layer last.
+
+    Names are in registration order. With ``all_modules`` (the run's module names), a
+    container (the root ``""`` included) is placed at its last submodule, whose output it
+    returns, so the model's output comes first rather than last.
+
+    Example:
+        >>> output_first(["", "0", "1"], ["", "0", "1"])
+        ['', '1', '0']
+    """
+    if not all_modules:
+        return list(reversed(names))
+    index = {n: i for i, n in enumerate(all_modules)}
+
+    def key(name: str):
+        prefix = name + "." if name else ""
+        last = max((i for n, i in index.items() if n.startswith(prefix) and n != name),
+                   default=index.get(name, -1))
+        return (last, -name.count(".") - bool(name))  # a child's output comes before its parent's
+
+    return sorted(names, key=key, reverse=True)
 
 
 def pick_steps(steps: list[int], k: int = 3) -> list[int]:

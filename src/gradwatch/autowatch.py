@@ -1,0 +1,118 @@
+"""Zero-code watching: every optimizer and module of an unmodified script, via PyTorch's
+global hooks (``register_optimizer_step_pre_hook``, ``register_module_forward_pre_hook`` /
+``register_module_forward_hook``).
+
+Until the first optimizer step, global forward hooks note which modules are called at the top
+level (the models). At that step the model the optimizer trains — the top-level module holding
+most of its parameters — gets a :class:`~gradwatch.watcher.Watcher`, and the global module
+hooks are removed, so the rest of the run pays only for the watcher.
+
+Example:
+    >>> # with AutoWatch(out="runs/x") as aw:
+    >>> #     runpy.run_path("train.py", run_name="__main__")
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import weakref
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.modules import module as module_hooks
+from torch.optim import optimizer as optimizer_hooks
+
+from .watcher import Watcher
+
+
+class AutoWatch:
+    """Attaches a watcher to the first model an optimizer steps, through global hooks.
+
+    Args:
+        out: run directory.
+        **watch_kwargs: passed to :class:`Watcher` (``every``, ``stats``...).
+    """
+
+    def __init__(self, out: str, **watch_kwargs: Any) -> None:
+        self.out = out
+        self.watch_kwargs = watch_kwargs
+        self.watcher: Watcher | None = None
+        self._roots: "weakref.WeakKeyDictionary[nn.Module, int]" = weakref.WeakKeyDictionary()
+        self._depth = 0
+        self._ignored: "weakref.WeakSet[torch.optim.Optimizer]" = weakref.WeakSet()
+        self._module_handles = [
+            module_hooks.register_module_forward_pre_hook(self._pre),
+            module_hooks.register_module_forward_hook(self._post, always_call=True),
+        ]
+        self._opt_handle = optimizer_hooks.register_optimizer_step_pre_hook(self._on_step)
+
+    # global module hooks: remember the modules called at the top level
+    def _pre(self, module, args):
+        if self._depth == 0:
+            self._roots[module] = self._roots.get(module, 0) + 1
+        self._depth += 1
+
+    def _post(self, module, args, output):
+        self._depth = max(0, self._depth - 1)
+
+    def _remove_module_hooks(self) -> None:
+        for h in self._module_handles:
+            h.remove()
+        self._module_handles = []
+
+    def _on_step(self, optimizer, args, kwargs) -> None:
+        w = self.watcher
+        if w is not None and (optimizer in w.optimizers or optimizer in self._ignored):
+            return
+        params = {id(p) for g in optimizer.param_groups for p in g["params"]}
+        root = self._find_root(params)
+        if root is None:
+            self._ignored.add(optimizer)
+            print("gradwatch: an optimizer steps parameters of no module seen; not watched", file=sys.stderr)
+            return
+        if w is None:
+            self.watcher = Watcher(root, optimizer, out=self.out, first_stats_step=1, **self.watch_kwargs)
+            self._remove_module_hooks()
+        elif root is w.model or params <= set(w._param_ids):
+            w.add_optimizer(optimizer)
+        else:
+            self._ignored.add(optimizer)
+            print(
+                f"gradwatch: a second model ({type(root).__name__}) has its own optimizer; "
+                f"only the first ({type(w.model).__name__}) is watched",
+                file=sys.stderr,
+            )
+
+    def _find_root(self, params: set[int]) -> nn.Module | None:
+        candidates = list(self._roots.keys())
+        if not candidates:  # no forward seen through modules: look at every live module
+            candidates = [o for o in gc.get_objects() if isinstance(o, nn.Module)]
+        best, best_key = None, None
+        for m in candidates:
+            own = {id(p) for p in m.parameters()}
+            overlap = len(own & params)
+            if overlap == 0:
+                continue
+            # most of the optimizer's parameters, then the tightest fit
+            key = (overlap, -len(own))
+            if best_key is None or key > best_key:
+                best, best_key = m, key
+        return best
+
+    def close(self) -> Watcher | None:
+        """Remove the global hooks and detach the watcher (commits the record)."""
+        self._remove_module_hooks()
+        if self._opt_handle is not None:
+            self._opt_handle.remove()
+            self._opt_handle = None
+        if self.watcher is not None:
+            self.watcher.detach()
+        return self.watcher
+
+    def __enter__(self) -> "AutoWatch":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

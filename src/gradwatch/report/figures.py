@@ -1,0 +1,308 @@
+"""The report's per-layer figures, drawn from a recorded run, and the registry of all figures.
+
+Each ``fig_xxx(run) -> Figure | None`` declares what it needs and returns None when the run
+did not record it; :func:`render_figures` turns that into a note instead of a picture.
+Layers are shown from the output back to the input, the way the gradient flows.
+
+Example:
+    >>> # fig = fig_gradient_flow(gw.load("runs/x")); fig and fig.savefig("flow.png")
+    >>> [spec.name for spec in FIGURES][:2]
+    ['gradient_flow', 'grad_heatmap']
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .figures_time import fig_loss, fig_through_time
+from .layers import measured, output_first, pick_steps, series_or_none, weight_params
+from .plotting import (COLORS, data_uri, dedupe_legend, layer_ticks, log_line, mark_edges,
+                       new_figure, safe, to_png)
+
+BAND = (1e-4, 1e-2)  # update/weight ratio band around Karpathy's ~1e-3 rule of thumb
+
+
+def fig_gradient_flow(run):
+    """δ = ‖∂L/∂h‖ per module and ‖∂L/∂W‖ per weight, log scale, output → input.
+
+    Drawn at the first, middle and last measured steps. A line falling from left to right is
+    a gradient vanishing on its way back (Glorot & Bengio 2010; Hochreiter 1991).
+    Needs: δ (slow statistics) or per-parameter gradient norms.
+    """
+    delta, grad = series_or_none(run, "delta"), series_or_none(run, "grad_norm")
+    panels = []
+    if delta is not None:
+        mods = output_first(measured(delta), list(run.modules["name"]))
+        panels.append(("δ at each module's output", delta, mods))
+    if grad is not None:
+        names = [n for n in output_first(weight_params(run)) if n in set(measured(grad))]
+        if names:
+            panels.append(("weight gradient ‖∂L/∂W‖", grad, names))
+    if not panels:
+        return None
+    steps = pick_steps(list(panels[0][1].index))
+    shades = [0.45, 0.7, 0.95][-len(steps):]
+    import matplotlib
+
+    cmap = matplotlib.colormaps["Blues"]
+    fig, axes = new_figure(5.4 * len(panels), 3.9, ncols=len(panels))
+    for ax, (title, df, names) in zip(axes, panels):
+        zeros, bad = [], []
+        for s, shade in zip(steps, shades):
+            prior = df.index[df.index <= s]
+            if len(prior) == 0:
+                continue
+            y = df.loc[prior[-1], names].to_numpy(dtype=float)
+            z, b = log_line(ax, np.arange(len(names)), y, marker="o", ms=3.5, lw=1.6,
+                            color=cmap(shade), label=f"step {prior[-1]}")
+            zeros.extend(z), bad.extend(b)
+        ax.set_yscale("log")
+        mark_edges(ax, zeros, bad)
+        layer_ticks(ax, names)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("layer  (output → input)", fontsize=8)
+        dedupe_legend(ax, loc="best")
+    return fig
+
+
+def fig_grad_heatmap(run):
+    """Layer × step heat map of log10 ‖∂L/∂W‖; grey = no gradient, red = NaN/inf, black = 0.
+
+    Needs: per-parameter gradient norms at two or more steps.
+    """
+    grad = series_or_none(run, "grad_norm")
+    if grad is None or len(grad.index) < 2:
+        return None
+    names = [n for n in output_first(weight_params(run)) if n in set(measured(grad))]
+    if not names:
+        return None
+    mat = grad[names].to_numpy(dtype=float).T  # layers x steps
+    nonfin = ~np.isfinite(mat) & ~np.isnan(mat)
+    nf = series_or_none(run, "grad_nonfinite")
+    if nf is not None:
+        counts = nf.reindex(index=grad.index, columns=names).to_numpy(dtype=float).T
+        nonfin |= np.nan_to_num(counts) > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logm = np.log10(mat)
+    steps = np.asarray(grad.index, dtype=float)
+    logm, nonfin, steps = _bin_columns(logm, nonfin, steps, max_cols=600)
+    shown = logm[np.isfinite(logm)]
+    vmin, vmax = (float(shown.min()), float(shown.max())) if shown.size else (-1.0, 1.0)
+    if vmax - vmin < 1e-6:
+        vmin, vmax = vmin - 0.5, vmax + 0.5
+    zero = np.isneginf(logm)
+    img = np.where(nonfin, vmax + 1, np.where(zero, vmin - 1, logm))
+    img = np.where(np.isnan(logm) & ~nonfin, np.nan, img)
+    import matplotlib
+
+    cmap = matplotlib.colormaps["viridis"].with_extremes(
+        bad="#e6e6e6", over=COLORS["bad"], under="black")
+    fig, (ax,) = new_figure(10.8, min(7.5, 1.6 + 0.2 * len(names)))
+    ax.grid(False)
+    half = (steps[1] - steps[0]) / 2 if len(steps) > 1 else 0.5
+    im = ax.imshow(np.ma.masked_invalid(img), aspect="auto", interpolation="nearest", cmap=cmap,
+                   vmin=vmin, vmax=vmax, extent=(steps[0] - half, steps[-1] + half, len(names) - 0.5, -0.5))
+    layer_ticks(ax, names, axis="y", max_labels=30)
+    ax.set_xlabel("step", fontsize=8)
+    ax.set_ylabel("layer  (output at the top)", fontsize=8)
+    extend = {(False, False): "neither", (True, False): "min", (False, True): "max", (True, True): "both"}
+    cb = fig.colorbar(im, ax=ax, pad=0.01, extend=extend[(bool(zero.any()), bool(nonfin.any()))])
+    cb.set_label("log10 ‖∂L/∂W‖", fontsize=8)
+    cb.ax.tick_params(labelsize=7)
+    return fig
+
+
+def _bin_columns(logm, nonfin, steps, max_cols):
+    """Average log norms over bins of steps so a long run stays a readable picture."""
+    n = logm.shape[1]
+    if n <= max_cols:
+        return logm, nonfin, steps
+    edges = np.linspace(0, n, max_cols + 1).astype(int)
+    out = np.full((logm.shape[0], max_cols), np.nan)
+    bad = np.zeros((logm.shape[0], max_cols), dtype=bool)
+    for j, (a, b) in enumerate(zip(edges[:-1], edges[1:])):
+        block = logm[:, a:b]
+        fin = np.where(np.isfinite(block), block, np.nan)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            out[:, j] = np.nanmean(fin, axis=1)
+        out[:, j] = np.where(np.isneginf(block).all(axis=1), -np.inf, out[:, j])
+        bad[:, j] = nonfin[:, a:b].any(axis=1)
+    return out, bad, steps[edges[:-1]]
+
+
+def fig_update_ratio(run):
+    """‖ΔW‖/‖W‖ per weight (median, 10–90% whiskers) against the 1e-3 band, and over steps.
+
+    Needs: weight and update norms (slow statistics, with an optimizer step).
+    Karpathy, CS231n notes / "A Recipe for Training Neural Networks" (2019): ~1e-3 is healthy.
+    """
+    if series_or_none(run, "update_norm") is None or series_or_none(run, "weight_norm") is None:
+        return None
+    ratio = run.update_ratio()
+    names = [n for n in output_first(weight_params(run)) if n in set(measured(ratio))]
+    if not names:
+        return None
+    vals = ratio[names].to_numpy(dtype=float)
+    pos = np.where(np.isfinite(vals) & (vals > 0), vals, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med, lo, hi = (np.nanpercentile(pos, q, axis=0) for q in (50, 10, 90))
+    over_time = len(ratio.index) >= 2
+    fig, axes = new_figure(10.8 if over_time else 6.0, 3.7, ncols=2 if over_time else 1,
+                           width_ratios=[3, 2] if over_time else None)
+    ax = axes[0]
+    x = np.arange(len(names))
+    ax.axhspan(*BAND, color=COLORS["band"], alpha=0.12, lw=0, label="band 1e-4 … 1e-2")
+    ax.axhline(1e-3, color=COLORS["band"], lw=1, ls="--", label="1e-3")
+    inside = (med >= BAND[0]) & (med <= BAND[1])
+    for sel, color in ((inside, COLORS["info"]), (~inside, COLORS["warning"])):
+        ok = sel & np.isfinite(med)
+        ax.errorbar(x[ok], med[ok], yerr=[med[ok] - lo[ok], hi[ok] - med[ok]], fmt="o", ms=4,
+                    color=color, elinewidth=1, capsize=2)
+    ax.set_yscale("log")
+    zeros = x[(np.nan_to_num(vals, nan=1.0) == 0).all(axis=0)]
+    mark_edges(ax, zeros, x[np.isinf(vals).any(axis=0)])
+    layer_ticks(ax, names)
+    ax.set_title("update / weight per layer (median over steps)", fontsize=10)
+    ax.set_xlabel("layer  (output → input)", fontsize=8)
+    dedupe_legend(ax, loc="best")
+    if over_time:
+        _ratio_over_steps(axes[1], ratio, names)
+    return fig
+
+
+def _ratio_over_steps(ax, ratio, names, max_lines: int = 8) -> None:
+    import matplotlib
+
+    pick = [names[i] for i in np.unique(np.linspace(0, len(names) - 1, min(max_lines, len(names))).astype(int))]
+    cmap = matplotlib.colormaps["viridis"]
+    ax.axhspan(*BAND, color=COLORS["band"], alpha=0.12, lw=0)
+    ax.axhline(1e-3, color=COLORS["band"], lw=1, ls="--")
+    for i, n in enumerate(pick):
+        log_line(ax, ratio.index, ratio[n], lw=1.2, color=cmap(i / max(1, len(pick) - 1)),
+                 label=safe(n if len(n) < 24 else "…" + n[-22:]))
+    ax.set_yscale("log")
+    ax.set_title("update / weight over steps", fontsize=10)
+    ax.set_xlabel("step", fontsize=8)
+    ax.legend(fontsize=6, frameon=False, ncols=2 if len(pick) > 4 else 1)
+
+
+def fig_activations(run):
+    """Saturated fraction (sigmoid/tanh tails) and dead fraction (ReLU never firing) per layer.
+
+    Bars at the last measured step; a black tick marks the first measured step.
+    Needs: activation statistics (activation modules, on slow-statistics steps).
+    """
+    panels = []
+    sat = series_or_none(run, "act_sat")
+    if sat is not None:
+        panels.append(("saturated (flat tails)", sat, COLORS["warning"]))
+    dead = series_or_none(run, "act_dead")
+    dead_title = "dead (never fired over the window)"
+    if dead is None:
+        dead, dead_title = series_or_none(run, "act_silent"), "silent (never fired in the batch)"
+    if dead is not None:
+        panels.append((dead_title, dead, COLORS["critical"]))
+    if not panels:
+        return None
+    fig, axes = new_figure(5.4 * len(panels), 3.6, ncols=len(panels))
+    for ax, (title, df, color) in zip(axes, panels):
+        names = output_first(measured(df), list(run.modules["name"]))
+        last = df[names].ffill().iloc[-1].to_numpy(dtype=float)
+        first = df[names].bfill().iloc[0].to_numpy(dtype=float)
+        x = np.arange(len(names))
+        ax.bar(x, np.nan_to_num(last), color=color, alpha=0.85, width=0.7, label=f"step {df.index[-1]}")
+        ax.scatter(x, first, marker="_", s=160, color=COLORS["ink"], zorder=3, label=f"step {df.index[0]}")
+        ax.set_ylim(0, 1.02)
+        ax.yaxis.set_major_formatter(matplotlib_percent())
+        layer_ticks(ax, names)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("layer  (output → input)", fontsize=8)
+        dedupe_legend(ax, loc="best")
+    return fig
+
+
+def matplotlib_percent():
+    """A tick formatter for fractions shown as percent."""
+    from matplotlib.ticker import PercentFormatter
+
+    return PercentFormatter(1.0, decimals=0)
+
+
+@dataclass
+class FigureSpec:
+    """A figure of the report: its function, title, what it needs and how to read it."""
+
+    name: str
+    title: str
+    draw: Callable
+    needs: str
+    caption: str
+    wide: bool = True
+
+
+@dataclass
+class Rendered:
+    """A drawn figure (``uri`` is a PNG data URI) or the note saying why it was skipped."""
+
+    spec: FigureSpec
+    uri: str | None
+    note: str = ""
+
+
+FIGURES = [
+    FigureSpec("gradient_flow", "Gradient flow per layer", fig_gradient_flow,
+               "δ (slow statistics) or per-parameter gradient norms",
+               "Gradient norm at each layer, output on the left, input on the right. A line "
+               "falling to the right is a vanishing gradient; rising, an exploding one."),
+    FigureSpec("grad_heatmap", "Gradient norm, layer × step", fig_grad_heatmap,
+               "per-parameter gradient norms at two or more steps",
+               "log10 of each weight's gradient norm over training. Grey: no gradient; "
+               "black: exactly zero; red: NaN or inf."),
+    FigureSpec("update_ratio", "Update-to-weight ratio", fig_update_ratio,
+               "weight and update norms (slow statistics with an optimizer)",
+               "How far one optimizer step moves each weight, relative to its size. Near 1e-3 "
+               "is healthy; far above, the learning rate is too high; far below, too low."),
+    FigureSpec("activations", "Activation saturation and dead units", fig_activations,
+               "activation statistics of activation modules",
+               "Fraction of sigmoid/tanh outputs in their flat tails, and of ReLU units that "
+               "never fire. Both pass (almost) no gradient."),
+    FigureSpec("loss", "Loss and global gradient norm", fig_loss,
+               "loss or global gradient norm per step",
+               "Red bands: steps with a non-finite loss or gradient. Markers: recorded events "
+               "(guard actions, skipped steps)."),
+    FigureSpec("through_time", "Gradient through time", fig_through_time,
+               "per-call gradients of a module called several times per step",
+               "Gradient at each call of a module run in a loop (an RNN cell): call 0 is the "
+               "first time step. Falling towards call 0 is a gradient vanishing back through time."),
+]
+
+
+def render_figures(run, names: list[str] | None = None, dpi: int = 110) -> list[Rendered]:
+    """Draw every figure (or those named) as a PNG data URI, or a note when it is skipped.
+
+    A figure that fails to draw becomes a note and a warning; it never stops the report.
+
+    Example:
+        >>> # [r.spec.name for r in render_figures(run) if r.uri]
+    """
+    out = []
+    for spec in FIGURES:
+        if names is not None and spec.name not in names:
+            continue
+        try:
+            fig = spec.draw(run)
+        except Exception as e:  # noqa: BLE001 - a broken figure must not lose the report
+            warnings.warn(f"gradwatch report: figure {spec.name!r} failed: {e!r}", stacklevel=2)
+            out.append(Rendered(spec, None, f"could not be drawn ({type(e).__name__}: {e})"))
+            continue
+        if fig is None:
+            out.append(Rendered(spec, None, f"skipped: this run did not record {spec.needs}"))
+        else:
+            out.append(Rendered(spec, data_uri(to_png(fig, dpi=dpi))))
+    return out
