@@ -67,11 +67,16 @@ class Run:
 
         with self._con() as con:
             df = pd.read_sql_query("SELECT * FROM steps ORDER BY step", con)
-        df["lr"] = df["lr"].map(lambda s: json.loads(s) if s else [])
+        df["lr"] = df["lr"].map(lambda s: json.loads(s) if isinstance(s, str) else [])
         df["stats"] = df["stats"].astype(bool)
-        df["extra"] = df["extra"].map(lambda s: json.loads(s) if s else {})
+        df["extra"] = df["extra"].map(lambda s: json.loads(s) if isinstance(s, str) else {})
         for col in ("loss", "grad_norm", "step_time", "time"):
             df[col] = df[col].astype(float)
+        df["nonfinite"] = df["nonfinite"].map(lambda s: s if isinstance(s, str) else "")
+        for i in np.flatnonzero(df["nonfinite"].to_numpy() != ""):
+            for item in df["nonfinite"].iat[i].split(","):
+                col, _, value = item.partition(":")
+                df.loc[df.index[i], col] = float(value)
         return df.set_index("step")
 
     @cached_property

@@ -10,7 +10,7 @@ Schema (``SCHEMA_VERSION`` 1; every value is plain data, nothing is pickled):
     One row per parameter tensor; ``id`` indexes the per-parameter vectors.
 ``modules(id, name, type, activation, kind)``
     One row per named module (``""`` is the root); ``id`` indexes the per-module vectors.
-``steps(step, time, loss, grad_norm, step_time, lr, stats, extra)``
+``steps(step, time, loss, grad_norm, step_time, lr, stats, extra, nonfinite)``
     One row per optimizer step: loss (NaN when unknown), global gradient L2 norm, seconds since
     the previous step, the learning rate of each param group (JSON list), and whether the slow
     statistics were measured at this step; ``extra`` holds scalars given to ``Watcher.log``.
@@ -39,6 +39,7 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 import os
 import queue
 import sqlite3
@@ -83,7 +84,7 @@ CREATE TABLE IF NOT EXISTS params(id INTEGER PRIMARY KEY, name TEXT NOT NULL, mo
 CREATE TABLE IF NOT EXISTS modules(id INTEGER PRIMARY KEY, name TEXT NOT NULL, type TEXT NOT NULL,
     activation TEXT NOT NULL, kind TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS steps(step INTEGER PRIMARY KEY, time REAL, loss REAL, grad_norm REAL,
-    step_time REAL, lr TEXT, stats INTEGER NOT NULL DEFAULT 0, extra TEXT);
+    step_time REAL, lr TEXT, stats INTEGER NOT NULL DEFAULT 0, extra TEXT, nonfinite TEXT);
 CREATE TABLE IF NOT EXISTS series(step INTEGER NOT NULL, metric TEXT NOT NULL, dtype TEXT NOT NULL,
     data BLOB NOT NULL, PRIMARY KEY(step, metric));
 CREATE TABLE IF NOT EXISTS calls(step INTEGER NOT NULL, module INTEGER NOT NULL, dtype TEXT NOT NULL,
@@ -241,7 +242,7 @@ class RunStore:
         """Store step rows (keys: step, time, loss, grad_norm, step_time, lr, stats)."""
         data = [_step_row(r) for r in rows]
         self._submit(
-            lambda con: con.executemany("INSERT OR REPLACE INTO steps VALUES(?, ?, ?, ?, ?, ?, ?, ?)", data)
+            lambda con: con.executemany("INSERT OR REPLACE INTO steps VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)", data)
         )
 
     def write_series(self, step: int, vectors: dict[str, np.ndarray]) -> None:
@@ -264,7 +265,7 @@ class RunStore:
             # packing happens here, on the writer thread
             srows = [(int(s), m, p, pack(v, p)) for s, vecs in series for m, v in vecs.items()]
             crows = [(int(s), int(mod), p, pack(v, p)) for s, mod, v in calls]
-            con.executemany("INSERT OR REPLACE INTO steps VALUES(?, ?, ?, ?, ?, ?, ?, ?)", step_rows)
+            con.executemany("INSERT OR REPLACE INTO steps VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)", step_rows)
             con.executemany("INSERT OR REPLACE INTO series VALUES(?, ?, ?, ?)", srows)
             con.executemany("INSERT OR REPLACE INTO calls VALUES(?, ?, ?, ?)", crows)
 
@@ -301,11 +302,15 @@ class RunStore:
 
 
 def _step_row(r: dict[str, Any]) -> tuple:
+    # SQLite stores NaN as NULL: keep which values were NaN/Inf in a text column
+    bad = [f"{k}:{_f(r.get(k))}" for k in ("loss", "grad_norm")
+           if r.get(k) is not None and _f(r.get(k)) is not None and not math.isfinite(_f(r.get(k)))]
     return (
         int(r["step"]), _f(r.get("time")), _f(r.get("loss")), _f(r.get("grad_norm")),
         _f(r.get("step_time")), json.dumps([_f(x) for x in r.get("lr", [])]),
         int(bool(r.get("stats", False))),
         json.dumps({k: _f(v) for k, v in r["extra"].items()}) if r.get("extra") else None,
+        ",".join(bad) or None,
     )
 
 

@@ -1,0 +1,59 @@
+"""Diagnosis: rules read a recorded run and return findings (one rule per file).
+
+Example:
+    >>> # d = gw.diagnose("runs/exp1"); d.verdict, [f.kind for f in d.findings]
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+from ..findings import Diagnosis, Finding
+from ..record import Run, load
+from . import dead_units, exploding, learning_rate, nonfinite, saturation, symmetry, vanishing
+from .context import Context
+
+Rule = Callable[[Context], list[Finding]]
+
+#: the rules, in the order their findings are reported when severities tie
+RULES: dict[str, Rule] = {
+    "nonfinite": nonfinite.check,
+    "exploding_gradients": exploding.check,
+    "vanishing_gradients": vanishing.check,
+    "symmetric_weights": symmetry.check,
+    "dead_units": dead_units.check,
+    "saturated_activations": saturation.check,
+    "learning_rate_too_high": learning_rate.check_high,
+    "learning_rate_too_low": learning_rate.check_low,
+}
+_RANK = {"critical": 0, "warning": 1, "info": 2}
+
+
+def diagnose(run: Run | str | os.PathLike, rules: dict[str, Rule] | None = None) -> Diagnosis:
+    """Diagnose a recorded run.
+
+    Args:
+        run: a :class:`~gradwatch.record.Run` or its directory.
+        rules: rules to apply (default :data:`RULES`); each maps a Context to findings.
+
+    Returns:
+        A :class:`~gradwatch.findings.Diagnosis`; ``verdict`` is ``healthy`` exactly when no
+        finding is a warning or critical.
+
+    Example:
+        >>> # d = diagnose("runs/exp1"); print(d.to_json())
+    """
+    if not isinstance(run, Run):
+        run = load(run)
+    ctx = Context(run)
+    findings: list[Finding] = []
+    if ctx.n_steps:
+        for name, rule in (rules or RULES).items():
+            findings.extend(rule(ctx))
+    order = list(RULES)
+    findings.sort(key=lambda f: (_RANK[f.severity], order.index(f.kind) if f.kind in order else 99, f.first_step))
+    return Diagnosis(steps=ctx.n_steps, findings=findings)
+
+
+__all__ = ["diagnose", "RULES", "Context"]

@@ -1,0 +1,60 @@
+"""Rule: exploding gradients — growth by orders of magnitude across layers (towards the input),
+through time, or step over step.
+
+Mechanism: when each layer's (or time step's) Jacobian has gain > 1 — weights above the
+activation's critical scale, recurrent spectral radius > 1, a learning rate that grows the
+weights — the product grows geometrically; the update overshoots and the loss jumps or ends
+in NaN (Pascanu et al. 2013).
+
+Example:
+    >>> # check(ctx) -> [Finding(kind="exploding_gradients", ...)]
+"""
+
+from __future__ import annotations
+
+from ..findings import Finding
+from . import causes as C
+from .context import Context
+from .flow import across_layers, step_over_step, through_time
+from .prescriptions import prescribe_all
+
+
+def check(ctx: Context, warn_orders: float = 3.0, critical_orders: float = 6.0,
+          step_orders: float = 3.0) -> list[Finding]:
+    """Flag growth of ≥ ``warn_orders`` decades across layers or time, or ``step_orders`` over steps."""
+    out = []
+    span = across_layers(ctx)
+    if span is not None and span.log10_ratio >= warn_orders:
+        sev = "critical" if span.log10_ratio >= critical_orders else "warning"
+        causes = C.init_scale(ctx, "large") + C.depth(ctx) + C.normalisation(ctx)
+        out.append(Finding(
+            kind="exploding_gradients", severity=sev, first_step=span.first_step, layers=span.layers,
+            summary=(f"gradients grow {10 ** span.log10_ratio:.1e}× from the output layer to the first layer; "
+                     "the first layers take steps far too large for their weights"),
+            evidence={"grad_ratio_first_to_last": 10 ** span.log10_ratio, "measured": span.source,
+                      "healthy_band": "within ~100× across layers", "profile_input_to_output": span.profile},
+            causes=causes, remedies=prescribe_all(["use_he_init", "add_batchnorm", "clip_grad_norm"])))
+    for t in through_time(ctx):
+        if t.log10_ratio >= warn_orders:
+            sev = "critical" if t.log10_ratio >= critical_orders else "warning"
+            module = t.source.split(":", 1)[1]
+            out.append(Finding(
+                kind="exploding_gradients", severity=sev, first_step=t.first_step, layers=[module],
+                summary=(f"the gradient through time in {module or 'the model'} grows {10 ** t.log10_ratio:.1e}× "
+                         "from the last time step back to the first"),
+                evidence={"grad_ratio_first_to_last_step": 10 ** t.log10_ratio, "measured": "through_time",
+                          "healthy_band": "within ~100× over the sequence"},
+                causes=C.recurrent_radius(ctx),
+                remedies=prescribe_all(["clip_grad_norm", "orthogonal_init", "use_lstm"])))
+    sos = step_over_step(ctx)
+    if sos is not None and sos[0] >= step_orders:
+        orders, peak = sos
+        causes = C.learning_rate(ctx) + C.recurrent_radius(ctx) + C.init_scale(ctx, "large")
+        out.append(Finding(
+            kind="exploding_gradients", severity="critical" if orders >= critical_orders else "warning",
+            first_step=peak, layers=[],
+            summary=(f"the global gradient norm grew {10 ** orders:.1e}× above its early level (peak at step {peak})"),
+            evidence={"grad_norm_growth": 10 ** orders, "peak_step": peak, "measured": "step_over_step",
+                      "healthy_band": "within ~100× of the early norm"},
+            causes=causes, remedies=prescribe_all(["clip_grad_norm", "reduce_lr", "guard"])))
+    return out

@@ -1,0 +1,77 @@
+"""Rule: non-finite values — the first step and place where NaN/Inf appeared (loss, which
+parameter's gradient, which module's activation), and what grew before it.
+
+Example:
+    >>> # check(ctx) -> [Finding(kind="nonfinite", first_step=37, layers=["fc3.weight"], ...)]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..findings import Finding
+from . import causes as C
+from .context import Context
+from .prescriptions import prescribe_all
+
+
+def _first_bad_row(df):
+    bad = ~np.isfinite(df.to_numpy(dtype=float)) & df.notna().to_numpy()
+    rows = np.flatnonzero(bad.any(axis=1))
+    if rows.size == 0:
+        return None, []
+    i = rows[0]
+    return int(df.index[i]), [c for c, b in zip(df.columns, bad[i]) if b]
+
+
+def _first_positive(df):
+    v = df.to_numpy(dtype=float)
+    rows = np.flatnonzero((np.nan_to_num(v) > 0).any(axis=1))
+    if rows.size == 0:
+        return None, []
+    i = rows[0]
+    return int(df.index[i]), [c for c, x in zip(df.columns, v[i]) if np.nan_to_num(x) > 0]
+
+
+def check(ctx: Context, growth_orders: float = 1.0) -> list[Finding]:
+    """Flag the first NaN/Inf; say whether gradients grew ≥ ``growth_orders`` decades before it."""
+    places = []
+    loss_step = ctx.first_nonfinite_step
+    g_step, g_params = _first_bad_row(ctx.run.series("grad_max"))
+    a_step, a_mods = _first_positive(ctx.run.series("act_nonfinite"))
+    w_step, w_params = _first_bad_row(ctx.run.series("weight_norm"))
+    for step, what, names in ((loss_step, "loss", []), (g_step, "gradient", g_params),
+                              (a_step, "activation", a_mods), (w_step, "weight", w_params)):
+        if step is not None:
+            places.append((step, what, names))
+    if not places:
+        return []
+    first = min(p[0] for p in places)
+    at_first = [p for p in places if p[0] == first]
+    where = ", ".join(p[1] for p in at_first)
+    layers = [n for p in at_first for n in p[2]]
+    flags = ctx.steps["nonfinite"].get(first, "") if "nonfinite" in ctx.steps else ""
+    # what grew before it: the global gradient norm over the steps before
+    g = ctx.steps["grad_norm"].astype(float)
+    before = g[(g.index < first) & np.isfinite(g) & (g > 0)]
+    grew = None
+    if len(before) >= 4:
+        head = float(np.median(before.iloc[: max(2, len(before) // 4)]))
+        grew = float(np.log10(before.iloc[-3:].max() / head)) if head > 0 else None
+    evidence = {"first_step": first, "where": where, "flags": flags, "params": g_params[:10] if g_step == first else [],
+                "modules": a_mods[:10] if a_step == first else []}
+    if grew is not None:
+        evidence["grad_norm_growth_before"] = 10 ** grew
+    if grew is not None and grew >= growth_orders:
+        story = f"after the gradient norm grew {10 ** grew:.0f}× over the preceding steps"
+        causes = C.learning_rate(ctx) + C.init_scale(ctx, "large")
+        remedies = ["reduce_lr", "clip_grad_norm", "guard"]
+    else:
+        story = "suddenly, without growing gradients before (an invalid operation such as log(0) or 0/0 is likely)"
+        causes = C.learning_rate(ctx)
+        remedies = ["check_loss_inputs", "guard", "clip_grad_norm", "reduce_lr"]
+    name_part = f" in {', '.join(layers[:3])}" + (" …" if len(layers) > 3 else "") if layers else ""
+    return [Finding(
+        kind="nonfinite", severity="critical", first_step=first, layers=layers,
+        summary=f"NaN/Inf first appeared at step {first} in the {where}{name_part}, {story}",
+        evidence=evidence, causes=causes, remedies=prescribe_all(remedies))]
