@@ -20,20 +20,26 @@ import numpy as np
 
 from .figures_time import fig_loss, fig_through_time
 from .layers import measured, output_first, pick_steps, series_or_none, weight_params
-from .plotting import (COLORS, data_uri, dedupe_legend, layer_ticks, log_line, mark_edges,
+from .plotting import (COLORS, data_uri, dedupe_legend, layer_ticks, log_line, log_scale, mark_edges,
                        new_figure, safe, to_png)
 
 BAND = (1e-4, 1e-2)  # update/weight ratio band around Karpathy's ~1e-3 rule of thumb
 
 
-def fig_gradient_flow(run):
+def fig_gradient_flow(run, panels: tuple[str, ...] = ("delta", "weight")):
     """δ = ‖∂L/∂h‖ per module and ‖∂L/∂W‖ per weight, log scale, output → input.
 
     Drawn at the first, middle and last measured steps. A line falling from left to right is
     a gradient vanishing on its way back (Glorot & Bengio 2010; Hochreiter 1991).
     Needs: δ (slow statistics) or per-parameter gradient norms.
+
+    Args:
+        run: the recorded run.
+        panels: which panels to draw, of ``"delta"`` and ``"weight"``.
     """
-    delta, grad = series_or_none(run, "delta"), series_or_none(run, "grad_norm")
+    want = set(panels)
+    delta = series_or_none(run, "delta") if "delta" in want else None
+    grad = series_or_none(run, "grad_norm") if "weight" in want else None
     panels = []
     if delta is not None:
         mods = output_first(measured(delta), list(run.modules["name"]))
@@ -44,14 +50,16 @@ def fig_gradient_flow(run):
             panels.append(("weight gradient ‖∂L/∂W‖", grad, names))
     if not panels:
         return None
-    steps = pick_steps(list(panels[0][1].index))
+    first_df, first_names = panels[0][1], panels[0][2]
+    finite_rows = np.isfinite(first_df[first_names].to_numpy(dtype=float)).any(axis=1)
+    steps = pick_steps(list(first_df.index[finite_rows]) or list(first_df.index))
     shades = [0.45, 0.7, 0.95][-len(steps):]
     import matplotlib
 
     cmap = matplotlib.colormaps["Blues"]
     fig, axes = new_figure(5.4 * len(panels), 3.9, ncols=len(panels))
     for ax, (title, df, names) in zip(axes, panels):
-        zeros, bad = [], []
+        zeros, bad, shown = [], [], []
         for s, shade in zip(steps, shades):
             prior = df.index[df.index <= s]
             if len(prior) == 0:
@@ -59,8 +67,8 @@ def fig_gradient_flow(run):
             y = df.loc[prior[-1], names].to_numpy(dtype=float)
             z, b = log_line(ax, np.arange(len(names)), y, marker="o", ms=3.5, lw=1.6,
                             color=cmap(shade), label=f"step {prior[-1]}")
-            zeros.extend(z), bad.extend(b)
-        ax.set_yscale("log")
+            zeros.extend(z), bad.extend(b), shown.extend(y)
+        log_scale(ax, shown)
         mark_edges(ax, zeros, bad)
         layer_ticks(ax, names)
         ax.set_title(title, fontsize=10)
@@ -164,7 +172,7 @@ def fig_update_ratio(run):
         ok = sel & np.isfinite(med)
         ax.errorbar(x[ok], med[ok], yerr=[med[ok] - lo[ok], hi[ok] - med[ok]], fmt="o", ms=4,
                     color=color, elinewidth=1, capsize=2)
-    ax.set_yscale("log")
+    log_scale(ax, np.r_[med, BAND])
     zeros = x[(np.nan_to_num(vals, nan=1.0) == 0).all(axis=0)]
     mark_edges(ax, zeros, x[np.isinf(vals).any(axis=0)])
     layer_ticks(ax, names)
@@ -216,7 +224,7 @@ def fig_activations(run):
         last = df[names].ffill().iloc[-1].to_numpy(dtype=float)
         first = df[names].bfill().iloc[0].to_numpy(dtype=float)
         x = np.arange(len(names))
-        ax.bar(x, np.nan_to_num(last), color=color, alpha=0.85, width=0.7, label=f"step {df.index[-1]}")
+        ax.bar(x, np.nan_to_num(last), color=color, alpha=0.85, width=0.6, label=f"step {df.index[-1]}")
         ax.scatter(x, first, marker="_", s=160, color=COLORS["ink"], zorder=3, label=f"step {df.index[0]}")
         ax.set_ylim(0, 1.02)
         ax.yaxis.set_major_formatter(matplotlib_percent())

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .plotting import COLORS, dedupe_legend, geomean, mark_edges, new_figure, name_label, safe
+from .plotting import (COLORS, dedupe_legend, geomean, log_scale, mark_edges, name_label,
+                       new_figure, safe)
 
 _EVENT_COLORS = ["#8e44ad", "#16a085", "#d35400", "#2c3e50", "#7f8c8d", "#c71585"]
 
@@ -44,7 +45,7 @@ def fig_loss(run):
             ax.set_ylabel("loss", fontsize=8)
         else:
             _series(ax, steps, np.where(gn > 0, gn, np.nan), COLORS["info"])
-            ax.set_yscale("log")
+            log_scale(ax, gn)
             ax.set_ylabel("global ‖g‖", fontsize=8)
             mark_edges(ax, steps[gn == 0], [])
         _shade(ax, steps, bad)
@@ -140,7 +141,7 @@ def fig_through_time(run, max_modules: int = 5):
         bad = x[np.array([(~np.isfinite(v)).any() for v in vals])]
         mark_edges(ax, zeros, bad)
     if any_line:
-        ax.set_yscale("log")
+        log_scale(ax, calls["delta"])
     ax.set_title("‖∂L/∂h_t‖ at each call (geometric mean over steps; band: min–max)", fontsize=10)
     ax.set_xlabel("call  (forward order: 0 = first time step)", fontsize=8)
     dedupe_legend(ax, loc="best")

@@ -109,6 +109,16 @@ def table_step(run) -> int | None:
     return int(run.steps.index[-1]) if len(run.steps) else None
 
 
+def stats_step(run, step: int) -> int | None:
+    """The last step at or before ``step`` where the slow statistics (δ, activations) were taken."""
+    for metric in ("delta", "act_mean", "weight_norm"):
+        df = series_or_none(run, metric)
+        if df is not None:
+            prior = df.index[df.index <= step]
+            return int(prior[-1]) if len(prior) else None
+    return None
+
+
 def layer_rows(run, step: int | None = None) -> tuple[int | None, list[dict[str, Any]]]:
     """Rows of the per-layer gradient table at ``step`` (default: see :func:`table_step`).
 
@@ -119,12 +129,13 @@ def layer_rows(run, step: int | None = None) -> tuple[int | None, list[dict[str,
     Returns:
         ``(step, rows)``; each row has ``name``, ``type``, ``param`` (True for a parameter
         row), ``grad_norm``, ``delta``, ``update_ratio``, ``act_mean``, ``act_sat``,
-        ``act_dead`` (NaN when not recorded).
+        ``act_dead`` (NaN when not recorded; a gradient with NaN/inf entries reads inf).
     """
     step = table_step(run) if step is None else int(step)
     if step is None:
         return None, []
     grad = _at(series_or_none(run, "grad_norm"), step, exact=True)
+    nonfin = _at(series_or_none(run, "grad_nonfinite"), step, exact=True)
     ratio_df = run.update_ratio() if series_or_none(run, "update_norm") is not None else None
     ratio = _at(ratio_df, step)
     delta = _at(series_or_none(run, "delta"), step)
@@ -139,11 +150,11 @@ def layer_rows(run, step: int | None = None) -> tuple[int | None, list[dict[str,
         leaf = [p for p in owned if p.rsplit(".", 1)[-1] not in ("weight", "bias")]
         main = next((p for p in owned if p.rsplit(".", 1)[-1] == "weight"), None) if not leaf else None
         row = dict(name=name, type=typ, param=False,
-                   grad_norm=grad.get(main, nan) if main else nan,
+                   grad_norm=_grad(grad, nonfin, main) if main else nan,
                    update_ratio=ratio.get(main, nan) if main else nan,
                    delta=delta.get(name, nan),
                    **{m: act[m].get(name, nan) for m in act})
-        subs = [dict(name=p, type="", param=True, grad_norm=grad.get(p, nan),
+        subs = [dict(name=p, type="", param=True, grad_norm=_grad(grad, nonfin, p),
                      update_ratio=ratio.get(p, nan), delta=nan, act_mean=nan, act_sat=nan,
                      act_dead=nan) for p in (owned if leaf else [])]
         numbers = [v for k, v in row.items() if k not in ("name", "type", "param")]
@@ -151,3 +162,10 @@ def layer_rows(run, step: int | None = None) -> tuple[int | None, list[dict[str,
             rows.append(row)
             rows.extend(subs)
     return step, rows
+
+
+def _grad(grad: dict[str, float], nonfinite: dict[str, float], name: str) -> float:
+    """The gradient norm, made inf when the store counted non-finite entries in it."""
+    if nonfinite.get(name, 0.0) > 0:
+        return math.inf
+    return grad.get(name, math.nan)

@@ -17,7 +17,7 @@ import io
 
 import numpy as np
 
-from .format import layer_label, short
+from .format import fmt, layer_label, short
 
 #: colours shared with the HTML (severity) and between figures
 COLORS = {
@@ -43,7 +43,7 @@ def style_axes(ax) -> None:
         ax.spines[side].set_visible(False)
     ax.grid(True, color=COLORS["grid"], linewidth=0.6)
     ax.set_axisbelow(True)
-    ax.tick_params(labelsize=8)
+    ax.tick_params(which="both", labelsize=8)
 
 
 def safe(text: str) -> str:
@@ -56,16 +56,22 @@ def name_label(name: str, width: int = 26) -> str:
     return safe(short(layer_label(name), width))
 
 
-def layer_ticks(ax, names: list[str], axis: str = "x", max_labels: int = 36) -> None:
-    """Label layer positions with their names, thinning to at most ``max_labels``."""
+def layer_ticks(ax, names: list[str], axis: str = "x", max_labels: int = 36, min_slots: int = 4) -> None:
+    """Label layer positions with their names, thinning to at most ``max_labels``.
+
+    With fewer than ``min_slots`` layers the axis keeps room for ``min_slots``, centred, so a
+    single bar does not fill the whole width.
+    """
     n = len(names)
     step = max(1, int(np.ceil(n / max_labels)))
     pos = list(range(0, n, step))
-    labels = [name_label(names[i]) for i in pos]
+    labels = [name_label(names[i], 22) for i in pos]
+    pad = max(0.0, (min_slots - n) / 2)
     if axis == "x":
-        ax.set_xticks(pos, labels, rotation=60 if n > 4 else 0, ha="right" if n > 4 else "center",
-                      fontsize=7 if n > 12 else 8)
-        ax.set_xlim(-0.6, n - 0.4)
+        turn = n > 4 or max((len(x) for x in labels), default=0) > 12
+        ax.set_xticks(pos, labels, rotation=40 if turn else 0, ha="right" if turn else "center",
+                      rotation_mode="anchor", fontsize=7 if n > 12 else 8)
+        ax.set_xlim(-0.6 - pad, n - 0.4 + pad)
     else:
         ax.set_yticks(pos, labels, fontsize=7 if n > 12 else 8)
 
@@ -99,6 +105,19 @@ def mark_edges(ax, zeros, bad, color=None) -> None:
     if bad.size:
         ax.scatter(bad, np.full(bad.size, 0.985), transform=tr, marker="x", s=26,
                    color=COLORS["bad"], clip_on=False, zorder=5, label="NaN / inf")
+
+
+def log_scale(ax, values) -> None:
+    """A log y axis; within one decade, plain tick labels (0.6, 0.8) instead of 6×10⁻¹."""
+    ax.set_yscale("log")
+    v = np.asarray(values, dtype=float).ravel()
+    v = v[np.isfinite(v) & (v > 0)]
+    if v.size and v.max() / v.min() < 10:
+        from matplotlib.ticker import FuncFormatter
+
+        f = FuncFormatter(lambda y, _: fmt(y, 3))
+        ax.yaxis.set_major_formatter(f)
+        ax.yaxis.set_minor_formatter(f)
 
 
 def dedupe_legend(ax, **kw) -> None:
