@@ -101,6 +101,11 @@ class AutoWatch:
                 best, best_key = m, key
         return best
 
+    def note_crash(self, exc: BaseException) -> None:
+        """Tell the watcher (if any) that the script died with ``exc``."""
+        if self.watcher is not None:
+            self.watcher.record_crash(exc)
+
     def close(self) -> Watcher | None:
         """Remove the global hooks and detach the watcher (commits the record)."""
         self._remove_module_hooks()

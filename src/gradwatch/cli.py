@@ -35,7 +35,8 @@ def _finish(run_dir: Path, json_path: Optional[Path], report: bool = True) -> No
     """Diagnose a recorded run, print it, write report.html and the JSON."""
     from .diagnose import diagnose
     from .record import load
-    from .report import print_diagnosis, write_report
+    from .report.html import write_report
+    from .report.terminal import print_diagnosis
 
     console = _stderr_console()
     run = load(run_dir)
@@ -110,7 +111,7 @@ def report(
     """Write the HTML report of a recorded run."""
     from .diagnose import diagnose as _diagnose
     from .record import load
-    from .report import write_report
+    from .report.html import write_report
     from .store import StoreError
 
     try:

@@ -50,11 +50,13 @@ def run_script(script: str | os.PathLike, args: list[str], out: str | os.PathLik
         runpy.run_path(str(path), run_name="__main__")
     except SystemExit as e:
         status = _exit_code(e.code)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         traceback.print_exc()
+        aw.note_crash(e)
         status = 130
-    except BaseException:  # noqa: BLE001 - the script's own crash: show it as Python would
+    except BaseException as e:  # noqa: BLE001 - the script's own crash: show it as Python would
         traceback.print_exc()
+        aw.note_crash(e)
         status = 1
     finally:
         sys.argv, sys.path[:] = old_argv, old_path

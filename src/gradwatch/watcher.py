@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import sys
 import time
 import weakref
@@ -307,6 +308,24 @@ class Watcher:
     def event(self, kind: str, detail: dict[str, Any] | None = None) -> None:
         """Record a one-off event (shown in the report) at the current step."""
         self.store.event(self.step, kind, detail)
+
+    def record_crash(self, exc: BaseException) -> None:
+        """Record that the training code died, and any NaN/Inf scalar tensors in its frames
+        (a ``loss`` that went NaN before ``backward()`` is seen only there)."""
+        bad: dict[str, str] = {}
+        tb = exc.__traceback__
+        while tb is not None:
+            for name, value in list(tb.tb_frame.f_locals.items())[:200]:
+                if isinstance(value, torch.Tensor) and 0 < value.numel() <= 16 and value.is_floating_point():
+                    with torch.no_grad():
+                        if not bool(torch.isfinite(value).all()):
+                            bad[name] = str(value.detach().flatten()[0].item())
+            tb = tb.tb_next
+        text = f"{type(exc).__name__}: {exc}"
+        self.store.event(self.step, "crash", {
+            "exception": text[:500], "nonfinite_locals": bad,
+            "mentions_nonfinite": bool(re.search(r"\b(nan|inf)\b", str(exc), re.IGNORECASE)),
+        })
 
     def flush(self, wait: bool = True) -> None:
         """Move pending records to the host in one transfer and hand them to the store."""

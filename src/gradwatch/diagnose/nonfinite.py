@@ -16,7 +16,12 @@ from .prescriptions import prescribe_all
 
 
 def _first_bad_row(df):
-    bad = ~np.isfinite(df.to_numpy(dtype=float)) & df.notna().to_numpy()
+    """First row with a non-finite value: ±Inf, or NaN in a column that was finite before
+    (NaN alone also means "no gradient this step")."""
+    v = df.to_numpy(dtype=float)
+    seen = np.maximum.accumulate(np.isfinite(v), axis=0)
+    seen = np.vstack([np.zeros((1, v.shape[1]), dtype=bool), seen[:-1]]) if len(v) else seen
+    bad = np.isinf(v) | (np.isnan(v) & seen)
     rows = np.flatnonzero(bad.any(axis=1))
     if rows.size == 0:
         return None, []
@@ -40,6 +45,13 @@ def check(ctx: Context, growth_orders: float = 1.0) -> list[Finding]:
     g_step, g_params = _first_bad_row(ctx.run.series("grad_max"))
     a_step, a_mods = _first_positive(ctx.run.series("act_nonfinite"))
     w_step, w_params = _first_bad_row(ctx.run.series("weight_norm"))
+    ev = ctx.run.events
+    crash = ev[ev["kind"] == "crash"] if len(ev) else ev
+    for _, row in crash.iterrows():
+        d = row["detail"]
+        if d.get("nonfinite_locals") or d.get("mentions_nonfinite"):
+            places.append((int(row["step"]), "values the script checked before it crashed",
+                           [f"{k} = {v}" for k, v in d.get("nonfinite_locals", {}).items()]))
     for step, what, names in ((loss_step, "loss", []), (g_step, "gradient", g_params),
                               (a_step, "activation", a_mods), (w_step, "weight", w_params)):
         if step is not None:
@@ -49,7 +61,8 @@ def check(ctx: Context, growth_orders: float = 1.0) -> list[Finding]:
     first = min(p[0] for p in places)
     at_first = [p for p in places if p[0] == first]
     where = ", ".join(p[1] for p in at_first)
-    layers = [n for p in at_first for n in p[2]]
+    layers = [n for p in at_first if p[1] in ("gradient", "activation", "weight") for n in p[2]]
+    checked = [n for p in at_first if p[1].startswith("values") for n in p[2]]
     flags = ctx.steps["nonfinite"].get(first, "") if "nonfinite" in ctx.steps else ""
     # what grew before it: the global gradient norm over the steps before
     g = ctx.steps["grad_norm"].astype(float)
@@ -70,7 +83,8 @@ def check(ctx: Context, growth_orders: float = 1.0) -> list[Finding]:
         story = "suddenly, without growing gradients before (an invalid operation such as log(0) or 0/0 is likely)"
         causes = C.learning_rate(ctx)
         remedies = ["check_loss_inputs", "guard", "clip_grad_norm", "reduce_lr"]
-    name_part = f" in {', '.join(layers[:3])}" + (" …" if len(layers) > 3 else "") if layers else ""
+    shown = layers or checked
+    name_part = f" ({', '.join(shown[:3])}" + (" …)" if len(shown) > 3 else ")") if shown else ""
     return [Finding(
         kind="nonfinite", severity="critical", first_step=first, layers=layers,
         summary=f"NaN/Inf first appeared at step {first} in the {where}{name_part}, {story}",

@@ -31,9 +31,7 @@ def fig_loss(run):
     has_loss, has_gn = np.isfinite(loss).any(), np.isfinite(gn).any()
     if not (has_loss or has_gn or np.isinf(loss).any() or np.isinf(gn).any()):
         return None
-    # loss is NaN when it was not logged, so only an inf loss (or a NaN/inf gradient, when
-    # gradients were recorded) marks a step as non-finite
-    bad = np.isinf(loss) | (~np.isfinite(gn) if has_gn else np.isinf(gn))
+    bad = _nonfinite_steps(st, loss, gn, has_gn)
     panels = [p for p, keep in (("loss", has_loss), ("grad", has_gn or np.isinf(gn).any())) if keep]
     fig, axes = new_figure(10.8, 2.3 + 1.5 * len(panels), nrows=len(panels), sharex=True)
     for ax, what in zip(axes, panels):
@@ -54,6 +52,19 @@ def fig_loss(run):
     for ax in axes:
         dedupe_legend(ax, loc="upper right")
     return fig
+
+
+def _nonfinite_steps(st, loss, gn, has_gn):
+    """Steps whose loss or global gradient norm was NaN/inf.
+
+    The store names them in the ``nonfinite`` column (SQLite reads NaN back as NULL, the
+    same as "not recorded"); without it, only an inf loss, or a NaN/inf gradient norm in a
+    run that recorded gradient norms, counts.
+    """
+    if "nonfinite" in st.columns:
+        named = st["nonfinite"].map(lambda s: bool(s) if isinstance(s, str) else False).to_numpy(dtype=bool)
+        return named | np.isinf(loss) | np.isinf(gn)
+    return np.isinf(loss) | (~np.isfinite(gn) if has_gn else np.isinf(gn))
 
 
 def _series(ax, steps, y, color) -> None:

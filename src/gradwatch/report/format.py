@@ -122,7 +122,8 @@ def run_metrics(run: Any) -> dict[str, Any]:
     """The evaluation metrics a run reports about itself (e.g. test accuracy).
 
     Read from ``run.meta["metrics"]`` when present, else from the last event of kind
-    ``metrics`` (its detail dict). Empty when the run recorded none.
+    ``metrics`` (its detail dict), else the last value of each scalar given to
+    ``Watcher.log`` (named ``"<name> (last logged)"``). Empty when the run recorded none.
     """
     meta = getattr(run, "meta", {}) or {}
     m = meta.get("metrics")
@@ -137,7 +138,21 @@ def run_metrics(run: Any) -> dict[str, Any]:
         detail = rows.iloc[-1]["detail"]
         if isinstance(detail, dict):
             return dict(detail)
-    return {}
+    return _last_logged(run)
+
+
+def _last_logged(run: Any) -> dict[str, Any]:
+    """The last finite value of each scalar given to ``Watcher.log`` (the steps' ``extra``)."""
+    try:
+        extra = run.steps["extra"]
+    except Exception:  # noqa: BLE001 - older stores have no extra scalars
+        return {}
+    out: dict[str, Any] = {}
+    for d in extra:
+        for k, v in (d or {}).items() if isinstance(d, dict) else ():
+            if isinstance(v, (int, float)) and math.isfinite(v):
+                out[f"{k} (last logged)"] = v
+    return out
 
 
 def count_by_severity(findings: list[Any]) -> str:
