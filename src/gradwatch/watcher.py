@@ -305,6 +305,10 @@ class Watcher:
             target["loss"] = torch.as_tensor(loss).detach().float().reshape(())
         target["extra"].update(scalars)
 
+    def set_meta(self, **values: Any) -> None:
+        """Store JSON-serialisable metadata with the run (e.g. ``metrics={"accuracy": 0.97}``)."""
+        self.store.set_meta(**values)
+
     def event(self, kind: str, detail: dict[str, Any] | None = None) -> None:
         """Record a one-off event (shown in the report) at the current step."""
         self.store.event(self.step, kind, detail)

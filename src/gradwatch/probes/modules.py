@@ -160,7 +160,7 @@ class ModuleProbe:
                     and args[0].dim() == 3:
                 dims = (0, 2) if batch_first else (1, 2)
                 args[0].register_hook(lambda g: self._time[mid].append(
-                    torch.linalg.vector_norm(g.detach().float(), dim=dims)))
+                    torch.linalg.vector_norm(g.detach(), dim=dims).float()))
 
         return post
 
@@ -170,7 +170,7 @@ class ModuleProbe:
         self._producer[id(out)] = mid
         if out.requires_grad:
             out.register_hook(lambda g: self._delta[mid].append(
-                (k, torch.linalg.vector_norm(g.detach().float()))))
+                (k, torch.linalg.vector_norm(g.detach()).float())))
         if act:
             stats = output_stats(out, act)
             acc = self._act[mid]

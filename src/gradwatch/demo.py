@@ -1,0 +1,123 @@
+"""``gradwatch demo``: a 20-layer sigmoid network on scikit-learn's digits, watched and
+diagnosed; the first remedy applied to the same network; retrained on the same batches; both
+runs compared in one report.
+
+Example:
+    >>> # run_demo("gradwatch-runs/demo", steps=300)
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+from torch import nn
+
+DEPTH, WIDTH = 20, 64
+
+
+def build_model(seed: int = 0) -> nn.Sequential:
+    """The broken network: 20 sigmoid hidden layers, PyTorch's default init, no norm, no skips."""
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = [nn.Linear(64, WIDTH), nn.Sigmoid()]
+    for _ in range(DEPTH - 1):
+        layers += [nn.Linear(WIDTH, WIDTH), nn.Sigmoid()]
+    layers.append(nn.Linear(WIDTH, 10))
+    return nn.Sequential(*layers)
+
+
+def load_data(seed: int = 0):
+    """Digits (8×8, 10 classes) split 75/25, scaled to [0, 1]."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_digits(return_X_y=True)
+    Xtr, Xte, ytr, yte = train_test_split(X / 16.0, y, test_size=0.25, random_state=seed, stratify=y)
+    f = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
+    return f(Xtr), torch.tensor(ytr), f(Xte), torch.tensor(yte)
+
+
+def apply_remedy(model: nn.Module, remedy_id: str) -> nn.Module:
+    """Apply a prescribed remedy to a copy of the model (the demo knows the init/activation ones)."""
+    from . import remedies
+
+    fixed = copy.deepcopy(model)
+    if remedy_id == "use_relu_with_he_init":
+        remedies.architecture.swap_activation(fixed, nn.Sigmoid, nn.ReLU, reinit=False)
+        remedies.init.apply(fixed, "auto")
+    elif remedy_id in ("use_he_init", "break_symmetry"):
+        remedies.init.apply(fixed, "auto")
+    elif remedy_id == "add_batchnorm":
+        fixed = remedies.architecture.insert_norm(fixed, norm="batch") or fixed
+    else:
+        raise ValueError(f"the demo cannot apply {remedy_id!r}")
+    return fixed
+
+
+def train(model, data, out: Path, steps: int, label: str, progress, seed: int = 0):
+    """Train with SGD+momentum on fixed batches, watched; returns (run, test accuracy)."""
+    from .record import load
+    from .watcher import watch
+
+    Xtr, ytr, Xte, yte = data
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    gen = torch.Generator().manual_seed(seed)
+    task = progress.add_task(label, total=steps)
+    with watch(model, opt, out=out, every=10) as w:
+        for _ in range(steps):
+            idx = torch.randint(0, len(Xtr), (64,), generator=gen)
+            loss = nn.functional.cross_entropy(model(Xtr[idx]), ytr[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            progress.advance(task)
+        with torch.no_grad():
+            acc = float((model(Xte).argmax(1) == yte).float().mean())
+        w.set_meta(metrics={"test_accuracy": acc, "final_loss": float(loss)}, label=label)
+    return load(out), acc
+
+
+def run_demo(out: str | Path = "gradwatch-runs/demo", steps: int = 300, console=None) -> dict:
+    """Diagnose the broken network, apply the first remedy, retrain, report before/after.
+
+    Returns a dict with both accuracies, the remedy applied and the report path.
+    """
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from .diagnose import diagnose
+    from .report.html import write_report
+    from .report.terminal import print_diagnosis, print_layer_table
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    console = console or Console()
+    out = Path(out)
+    data = load_data()
+    broken = build_model()
+    initial = copy.deepcopy(broken)
+    console.rule("gradwatch demo: a 20-layer sigmoid network on digits")
+    with Progress(console=console, transient=True) as progress:
+        run_before, acc_before = train(broken, data, out / "before", steps, "training the broken network", progress)
+    diag_before = diagnose(run_before)
+    print_layer_table(run_before, console=console)
+    print_diagnosis(diag_before, console=console, run=run_before)
+    remedy = next((r.id for f in diag_before.findings for r in f.remedies), None)
+    result = {"accuracy_before": acc_before, "remedy": remedy, "report": None, "accuracy_after": None}
+    if remedy is None:
+        console.print("no remedy to apply: the run is healthy")
+        path = write_report(run_before, diag_before, out / "report.html")
+    else:
+        console.rule(f"applying the first remedy: {remedy}")
+        fixed = apply_remedy(initial, remedy)
+        with Progress(console=console, transient=True) as progress:
+            run_after, acc_after = train(fixed, data, out / "after", steps, f"retraining with {remedy}", progress)
+        diag_after = diagnose(run_after)
+        print_diagnosis(diag_after, console=console, run=run_after)
+        result["accuracy_after"] = acc_after
+        path = write_report(run_before, diag_before, out / "report.html",
+                            compare=(run_after, diag_after, f"after {remedy}"))
+        console.print(f"test accuracy: before {acc_before:.1%} → after {acc_after:.1%}")
+    result["report"] = str(path)
+    console.print(f"report: {path}")
+    return result
