@@ -218,7 +218,7 @@ def fig_activations(run):
         panels.append((dead_title, dead, COLORS["critical"]))
     if not panels:
         return None
-    fig, axes = new_figure(5.4 * len(panels), 3.6, ncols=len(panels))
+    fig, axes = new_figure(10.8, 3.6, ncols=len(panels))
     for ax, (title, df, color) in zip(axes, panels):
         names = output_first(measured(df), list(run.modules["name"]))
         last = df[names].ffill().iloc[-1].to_numpy(dtype=float)

@@ -157,8 +157,8 @@ def layer_rows(run, step: int | None = None) -> tuple[int | None, list[dict[str,
         subs = [dict(name=p, type="", param=True, grad_norm=_grad(grad, nonfin, p),
                      update_ratio=ratio.get(p, nan), delta=nan, act_mean=nan, act_sat=nan,
                      act_dead=nan) for p in (owned if leaf else [])]
-        numbers = [v for k, v in row.items() if k not in ("name", "type", "param")]
-        if subs or any(not math.isnan(v) for v in numbers):
+        subs = [r for r in subs if _has_data(r)]
+        if subs or _has_data(row):
             rows.append(row)
             rows.extend(subs)
     return step, rows
@@ -169,3 +169,7 @@ def _grad(grad: dict[str, float], nonfinite: dict[str, float], name: str) -> flo
     if nonfinite.get(name, 0.0) > 0:
         return math.inf
     return grad.get(name, math.nan)
+
+
+def _has_data(row: dict[str, Any]) -> bool:
+    return any(not math.isnan(v) for k, v in row.items() if k not in ("name", "type", "param"))

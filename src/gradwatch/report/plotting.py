@@ -109,7 +109,7 @@ def mark_edges(ax, zeros, bad, color=None) -> None:
 
 def log_scale(ax, values) -> None:
     """A log y axis; within one decade, plain tick labels (0.6, 0.8) instead of 6×10⁻¹."""
-    ax.set_yscale("log")
+    ax.set_yscale("log")  # also resets the tick formatters to the log defaults
     v = np.asarray(values, dtype=float).ravel()
     v = v[np.isfinite(v) & (v > 0)]
     if v.size and v.max() / v.min() < 10:
@@ -148,8 +148,11 @@ def share_ylim(figures) -> None:
                 groups.setdefault(ax.get_title(), []).append(ax)
     for axes in groups.values():
         lows, highs = zip(*(ax.get_ylim() for ax in axes))
+        lo, hi = min(lows), max(highs)
         for ax in axes:
-            ax.set_ylim(min(lows), max(highs))
+            if ax.get_yscale() == "log":
+                log_scale(ax, [lo, hi])  # the shared range may need decade labels again
+            ax.set_ylim(lo, hi)
 
 
 def to_png(fig, dpi: int = 110) -> bytes:

@@ -76,7 +76,7 @@ ol.remedies > li { margin: 8px 0 12px; }
 figure { margin: 0 0 18px; background: var(--card); border: 1px solid var(--line); border-radius: 10px;
   padding: 14px 16px 12px; }
 figure h3 { font-size: 15.5px; margin-bottom: 2px; }
-figure img { display: block; width: 100%; height: auto; margin-top: 8px; }
+figure img { display: block; max-width: 100%; height: auto; margin: 8px auto 0; }
 figcaption { color: var(--muted); font-size: 13.5px; }
 .skipped { list-style: none; padding: 0; margin: 6px 0 0; color: var(--muted); font-size: 13.5px; }
 .skipped li::before { content: "— "; }

@@ -87,22 +87,34 @@ def finding_panel(f) -> Panel:
         parts += [Text("evidence", style="bold"), ev]
     if f.causes:
         parts.append(Text("why", style="bold"))
-        for c in f.causes:
-            parts.append(Text.assemble("  • ", (c.id, "cyan"), " — ", c.because))
+        parts.append(_hanging([(Text("  •"), Text.assemble((c.id, "cyan"), " — ", c.because))
+                               for c in f.causes]))
     if f.remedies:
         parts.append(Text("fix", style="bold"))
+        items = []
         for i, r in enumerate(f.remedies, 1):
-            line = Text.assemble(f"  {i}. ", (r.id, "green"), " — ", r.description)
+            body = Text.assemble((r.id, "green"), " — ", r.description)
             if r.trial is not None:
-                line.append(f"   [{fmt_trial(r.trial)}]", style="green" if r.trial.improved else "red")
-            parts.append(line)
-            if i == 1 and r.code:  # the first remedy's code, ready to paste
-                parts.append(Syntax(r.code.strip(), "python", theme="ansi_dark", word_wrap=True,
-                                    background_color="default", padding=(0, 0, 0, 5)))
+                body.append(f"  [{fmt_trial(r.trial)}]", style="green" if r.trial.improved else "red")
+            items.append((Text(f"  {i}."), body))
+            if i == 1 and r.code and r.code.strip():  # the first remedy's code, ready to paste
+                items.append((Text(""), Syntax(r.code.strip(), "python", theme="ansi_dark", word_wrap=True,
+                                               background_color="default")))
+        parts.append(_hanging(items))
     title = Text.assemble((f" {f.severity.upper()} ", STYLE.get(f.severity, "bold")),
                           (f.kind, "bold"), " ")
     return Panel(Group(*parts), title=title, title_align="left", border_style=BORDER.get(f.severity, "white"),
                  box=box.ROUNDED, padding=(0, 1))
+
+
+def _hanging(rows) -> Table:
+    """Marker + text rows whose wrapped lines stay indented under the text."""
+    g = Table.grid(padding=(0, 1))
+    g.add_column(no_wrap=True)
+    g.add_column(ratio=1)
+    for marker, body in rows:
+        g.add_row(marker, body)
+    return g
 
 
 def print_layer_table(run, console: Console | None = None, step: int | None = None,
@@ -122,15 +134,15 @@ def print_layer_table(run, console: Console | None = None, step: int | None = No
         console.print(Text("no per-layer data recorded", style="dim"))
         return
     slow = stats_step(run, step)
-    caption = "δ = ‖∂L/∂h‖ at the module's output · update/weight ≈ 1e-3 is healthy"
+    caption = "δ = ‖∂L/∂h‖ at the module's output · upd/w = ‖ΔW‖/‖W‖, ≈ 1e-3 is healthy"
     if slow is not None and slow != step:
         caption += f"\nδ, update/weight and activations from step {slow}, the last measured"
     t = Table(title=Text(f"Per-layer gradients at step {step}", style="bold"), box=box.SIMPLE_HEAD,
               caption=Text(caption, style="dim"), header_style="bold", pad_edge=False)
-    t.add_column("layer", overflow="fold")
-    t.add_column("type", style="dim")
-    for name in ("‖∂L/∂W‖", "δ", "update/weight", "act mean", "saturated", "dead"):
-        t.add_column(name, justify="right")
+    t.add_column("layer", overflow="fold", ratio=1, min_width=8)
+    t.add_column("type", style="dim", overflow="ellipsis", no_wrap=True, max_width=14)
+    for name, width in (("‖∂L/∂W‖", 8), ("δ", 8), ("upd/w", 8), ("act mean", 8), ("sat", 4), ("dead", 4)):
+        t.add_column(name, justify="right", no_wrap=True, min_width=width)
     shown = rows
     if max_rows is not None and len(rows) > max_rows:
         shown = rows[: max_rows // 2] + [None] + rows[-(max_rows - max_rows // 2):]
