@@ -44,10 +44,20 @@ def _ratio_by_layer(ctx: Context) -> pd.Series:
         return np.power(10.0, np.log10(r.where(r > 0)).median())
 
 
+def _early_ratio_by_layer(ctx: Context) -> pd.Series:
+    """Per layer, the largest ratio over the first third of the measured steps: a step size
+    too large shows at once, before its damage (saturation, dead units) silences gradients."""
+    r = ctx.update_ratio()
+    if r.empty:
+        return pd.Series(dtype=float)
+    head = r.iloc[: max(2, len(r) // 3)]
+    return head.max()
+
+
 def check_high(ctx: Context, high: float = 0.1, share: float = 0.5, spike_fraction: float = 0.03) -> list[Finding]:
-    """Flag update ratios ≥ ``high`` on ≥ ``share`` of layers together with a loss that spikes,
-    stalls or diverges."""
-    ratios = _ratio_by_layer(ctx).dropna()
+    """Flag early update ratios ≥ ``high`` on ≥ ``share`` of layers together with a loss that
+    spikes, stalls or diverges."""
+    ratios = _early_ratio_by_layer(ctx).dropna()
     trend = loss_trend(ctx)
     if ratios.empty or not trend:
         return []

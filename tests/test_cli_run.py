@@ -1,0 +1,84 @@
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+GRADWATCH = [sys.executable, "-m", "gradwatch.cli"]
+
+
+def script(tmp_path, body, name="train.py"):
+    p = tmp_path / name
+    p.write_text(textwrap.dedent(body))
+    return p
+
+
+TRAIN = """
+    import sys, torch
+    from torch import nn
+    torch.manual_seed(0); torch.set_num_threads(1)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    for step in range(int(sys.argv[1])):
+        x = torch.randn(32, 8)
+        loss = (model(x) - x.sum(1, keepdim=True)).pow(2).mean()
+        opt.zero_grad(); loss.backward(); opt.step()
+    print("trained", sys.argv[1:])
+    print("to stderr", file=sys.stderr)
+    sys.exit(int(sys.argv[2]))
+"""
+
+
+def run(args, cwd):
+    return subprocess.run(GRADWATCH + args, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_run_keeps_the_scripts_output_and_status_and_writes_json(tmp_path):
+    s = script(tmp_path, TRAIN)
+    r = run(["run", "--out", "rundir", "--json", "d.json", str(s), "30", "3", "--its-own-flag"], tmp_path)
+    assert r.returncode == 3, r.stderr
+    assert r.stdout.splitlines()[0] == "trained ['30', '3', '--its-own-flag']"
+    assert "to stderr" in r.stderr
+    d = json.loads((tmp_path / "d.json").read_text())
+    assert d["schema"] == 1 and d["steps"] == 30 and d["verdict"] in ("healthy", "unhealthy")
+    assert (tmp_path / "rundir" / "report.html").exists()
+    from gradwatch.record import load
+
+    run_ = load(tmp_path / "rundir")
+    assert set(run_.modules.name) >= {"", "0", "1", "2"}  # names inside the root model
+    assert run_.meta["model"]["optimizer"]["class"] == "SGD"
+
+
+def test_a_crashing_script_still_leaves_a_record_and_a_diagnosis(tmp_path):
+    s = script(tmp_path, """
+        import torch
+        from torch import nn
+        model = nn.Linear(4, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for step in range(100):
+            loss = model(torch.randn(8, 4)).pow(2).mean()
+            if step == 25:
+                loss = loss * float("nan")
+            assert torch.isfinite(loss), f"loss is {loss.item()}"
+            opt.zero_grad(); loss.backward(); opt.step()
+    """)
+    r = run(["run", "--out", "r", "--json", "d.json", str(s)], tmp_path)
+    assert r.returncode == 1
+    assert "AssertionError: loss is nan" in r.stderr
+    d = json.loads((tmp_path / "d.json").read_text())
+    assert d["steps"] == 25
+    kinds = {f["kind"]: f for f in d["findings"]}
+    assert kinds["nonfinite"]["first_step"] == 25
+
+
+def test_missing_script_is_a_one_line_error(tmp_path):
+    r = run(["run", "nope.py"], tmp_path)
+    assert r.returncode == 2
+    assert "no such script" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_diagnose_of_a_missing_run_is_a_one_line_error(tmp_path):
+    r = run(["diagnose", str(tmp_path / "missing")], tmp_path)
+    assert r.returncode == 2 and "no gradwatch run" in r.stderr and "Traceback" not in r.stderr

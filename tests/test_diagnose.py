@@ -1,0 +1,141 @@
+"""Every rule fires on a small model built to show its pathology, and stays silent on healthy ones."""
+
+import pytest
+import torch
+from torch import nn
+
+import gradwatch as gw
+from gw_test_helpers import train
+
+
+def mlp(depth, act, width=48, init=None, bias=None, seed=0):
+    torch.manual_seed(seed)
+    layers, d_in = [], 64
+    for _ in range(depth):
+        lin = nn.Linear(d_in, width)
+        if init is not None:
+            init(lin.weight)
+        if bias is not None:
+            nn.init.constant_(lin.bias, bias)
+        layers += [lin, act()]
+        d_in = width
+    return nn.Sequential(*layers, nn.Linear(d_in, 10))
+
+
+def diagnose_training(tmp_path, model, opt, X, y, steps, **kw):
+    with gw.watch(model, opt, out=tmp_path, every=5):
+        train(model, opt, X, y, steps, **kw)
+    return gw.diagnose(tmp_path)
+
+
+def serious(d):
+    return {f.kind for f in d.findings if f.serious}
+
+
+def test_vanishing_in_a_deep_sigmoid_net(tmp_path, digits):
+    model = mlp(12, nn.Sigmoid)
+    d = diagnose_training(tmp_path, model, torch.optim.SGD(model.parameters(), lr=0.1), *digits, 30)
+    assert "vanishing_gradients" in serious(d)
+    f = next(f for f in d.findings if f.kind == "vanishing_gradients")
+    assert "0" in f.layers and f.evidence["grad_ratio_first_to_last"] < 1e-3
+    assert {c.id for c in f.causes} >= {"activation_sigmoid", "depth"}
+    assert f.remedies[0].id == "use_relu_with_he_init"
+
+
+def test_exploding_with_unit_variance_init(tmp_path, digits):
+    model = mlp(10, nn.ReLU, init=lambda w: nn.init.normal_(w, 0, 1.0))
+    d = diagnose_training(tmp_path, model, torch.optim.SGD(model.parameters(), lr=1e-12), *digits, 20)
+    f = next(f for f in d.findings if f.kind == "exploding_gradients")
+    assert f.evidence["grad_ratio_first_to_last"] > 1e3
+    assert "init_scale_too_large" in {c.id for c in f.causes}
+
+
+def test_nonfinite_names_the_first_step(tmp_path, digits):
+    X, y = digits
+    model = mlp(2, nn.ReLU)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with gw.watch(model, opt, out=tmp_path):
+        for step in range(20):
+            loss = nn.functional.cross_entropy(model(X[:32]), y[:32]) * (float("inf") if step == 12 else 1.0)
+            opt.zero_grad(); loss.backward(); opt.step()
+    d = gw.diagnose(tmp_path)
+    f = next(f for f in d.findings if f.kind == "nonfinite")
+    assert f.first_step == 12 and f.severity == "critical"
+    assert "0.weight" in f.layers
+
+
+def test_saturated_tanh_with_large_weights(tmp_path, digits):
+    model = mlp(4, nn.Tanh, init=lambda w: nn.init.normal_(w, 0, 2.0))
+    d = diagnose_training(tmp_path, model, torch.optim.SGD(model.parameters(), lr=0.01), *digits, 20)
+    assert "saturated_activations" in serious(d)
+
+
+def test_dead_relu_units_from_a_negative_bias(tmp_path, digits):
+    model = mlp(3, nn.ReLU, bias=-3.0)
+    d = diagnose_training(tmp_path, model, torch.optim.SGD(model.parameters(), lr=0.05), *digits, 30)
+    f = next(f for f in d.findings if f.kind == "dead_units")
+    assert "negative_bias" in {c.id for c in f.causes}
+    assert f.remedies[0].id == "zero_bias_init"
+
+
+def test_symmetric_zero_init(tmp_path, digits):
+    model = mlp(3, nn.Tanh, init=nn.init.zeros_, bias=0.0)
+    d = diagnose_training(tmp_path, model, torch.optim.SGD(model.parameters(), lr=0.1), *digits, 30)
+    f = next(f for f in d.findings if f.kind == "symmetric_weights")
+    assert "2.weight" in f.layers and "zero_init" in {c.id for c in f.causes}
+
+
+def test_zero_weights_with_random_biases_are_not_symmetric(tmp_path, digits):
+    # PyTorch's random biases make tanh units differ, so the gradients differ: no symmetry
+    model = mlp(3, nn.Tanh, init=nn.init.zeros_)
+    d = diagnose_training(tmp_path, model, torch.optim.SGD(model.parameters(), lr=0.1), *digits, 30)
+    assert "symmetric_weights" not in serious(d)
+
+
+def test_learning_rate_too_high(tmp_path, digits):
+    model = mlp(3, nn.Tanh)
+    d = diagnose_training(tmp_path, model, torch.optim.SGD(model.parameters(), lr=30.0), *digits, 60)
+    assert "learning_rate_too_high" in serious(d) or "nonfinite" in serious(d)
+
+
+def test_learning_rate_too_low(tmp_path, digits):
+    model = mlp(3, nn.ReLU, init=lambda w: nn.init.kaiming_normal_(w, nonlinearity="relu"))
+    d = diagnose_training(tmp_path, model, torch.optim.Adam(model.parameters(), lr=1e-8), *digits, 60)
+    assert serious(d) == {"learning_rate_too_low"}
+
+
+@pytest.mark.parametrize("depth, opt", [(6, "adam"), (3, "sgd")])
+def test_healthy_relu_nets_are_healthy(tmp_path, digits, depth, opt):
+    model = mlp(depth, nn.ReLU, init=lambda w: nn.init.kaiming_normal_(w, nonlinearity="relu"))
+    o = torch.optim.Adam(model.parameters(), lr=1e-3) if opt == "adam" else \
+        torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    d = diagnose_training(tmp_path, model, o, *digits, 80)
+    assert d.verdict == "healthy", [f.summary for f in d.findings]
+
+
+def test_healthy_lstm_is_healthy(tmp_path):
+    torch.manual_seed(0)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(2, 32, batch_first=True)
+            self.out = nn.Linear(32, 1)
+
+        def forward(self, x):
+            return self.out(self.lstm(x)[0][:, -1])
+
+    model = Net()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    with gw.watch(model, opt, out=tmp_path, every=5):
+        for _ in range(60):  # the adding problem, T = 10
+            x = torch.rand(32, 10, 2)
+            x[:, :, 1] = 0
+            x[:, 0, 1] = x[:, 3, 1] = 1
+            y = (x[:, 0, 0] + x[:, 3, 0]).unsqueeze(1)
+            loss = (model(x) - y).pow(2).mean()
+            opt.zero_grad(); loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+    d = gw.diagnose(tmp_path)
+    assert d.verdict == "healthy", [f.summary for f in d.findings]
