@@ -46,7 +46,7 @@ def compare_section(run, diagnosis, compare) -> str:
     body = "".join(_cmp_row(*r) for r in rows)
     tbl = (f'<table class="cmp"><thead><tr><th></th><th>before</th><th>{esc(label)}</th></tr></thead>'
            f"<tbody>{body}</tbody></table>")
-    return (f'<section id="compare"><h2>Before and after: {esc(label)}</h2>{tbl}'
+    return (f'<section id="compare"><h2>Before and after</h2><p class="sub">{esc(label)}</p>{tbl}'
             + _flow_pair(run, after_run, label) + "</section>")
 
 
