@@ -1,0 +1,44 @@
+"""A 4-layer ReLU MLP on digits whose hidden biases were initialised to -0.6.
+
+Why it is pathological: the default weights give hidden pre-activations with a
+standard deviation of ~0.3-0.5, so a bias of -0.6 puts most every unit below zero
+for every input. Those ReLUs output 0 and have zero derivative, so they receive no
+gradient and never recover ("dying ReLU", Lu et al. 2019); the network trains on
+the few units that happen to fire.
+"""
+# expect: dead_units
+# also-ok: vanishing_gradients
+import torch
+import torch.nn as nn
+from sklearn.datasets import load_digits
+
+torch.manual_seed(0)
+torch.set_num_threads(1)
+
+digits = load_digits()
+X = torch.tensor(digits.data, dtype=torch.float32) / 16.0
+y = torch.tensor(digits.target)
+
+model = nn.Sequential(
+    nn.Linear(64, 128), nn.ReLU(),
+    nn.Linear(128, 128), nn.ReLU(),
+    nn.Linear(128, 128), nn.ReLU(),
+    nn.Linear(128, 10),
+)
+for m in list(model)[:-1]:
+    if isinstance(m, nn.Linear):
+        nn.init.constant_(m.bias, -0.6)  # "start sparse"
+
+opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+loss_fn = nn.CrossEntropyLoss()
+
+for step in range(200):
+    idx = torch.randint(0, len(X), (128,))
+    opt.zero_grad()
+    loss = loss_fn(model(X[idx]), y[idx])
+    loss.backward()
+    opt.step()
+    if step % 50 == 0:
+        print(f"step {step} loss {loss.item():.4f}")
+
+print(f"final loss {loss.item():.4f}")

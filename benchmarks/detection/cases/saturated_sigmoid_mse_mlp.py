@@ -1,0 +1,42 @@
+"""A sigmoid MLP with sigmoid outputs trained on one-hot digits targets with MSE, initialised N(0, 1).
+
+Why it is pathological: with unit-variance weights the pre-activations of both the
+hidden layer (fan-in 64) and the output layer (fan-in 100) have standard deviations of
+~3-6, so most sigmoid units sit in their flat tails (σ < 0.01 or > 0.99) where
+σ'(z) ≈ 0. With MSE (unlike cross-entropy) nothing cancels the σ' factor, so a unit
+that is confidently wrong gets almost no gradient and the loss plateaus
+(LeCun et al. 1998, "Efficient BackProp"; Glorot & Bengio 2010).
+"""
+# expect: saturated_activations
+import torch
+import torch.nn as nn
+from sklearn.datasets import load_digits
+
+torch.manual_seed(0)
+torch.set_num_threads(1)
+
+digits = load_digits()
+X = torch.tensor(digits.data, dtype=torch.float32) / 16.0
+Y = nn.functional.one_hot(torch.tensor(digits.target), 10).float()
+
+model = nn.Sequential(
+    nn.Linear(64, 100), nn.Sigmoid(),
+    nn.Linear(100, 100), nn.Sigmoid(),
+    nn.Linear(100, 10), nn.Sigmoid(),
+)
+for p in model.parameters():
+    nn.init.normal_(p, std=1.0)
+
+opt = torch.optim.SGD(model.parameters(), lr=0.5)
+mse = nn.MSELoss()
+
+for step in range(200):
+    idx = torch.randint(0, len(X), (100,))
+    opt.zero_grad()
+    loss = mse(model(X[idx]), Y[idx])
+    loss.backward()
+    opt.step()
+    if step % 50 == 0:
+        print("step", step, "mse", round(loss.item(), 4))
+
+print("final mse", round(loss.item(), 4))

@@ -1,0 +1,51 @@
+"""A 4-layer tanh MLP (torch.tanh called functionally) on breast-cancer data, init N(0, 1).
+
+Why it is pathological: hidden layers of width 128 with unit-variance weights give
+pre-activations with std ≈ sqrt(128) ≈ 11, so almost every unit outputs ±1 and
+tanh' ≈ 0: the hidden layers are saturated from the first step and barely learn
+(the gradient reaching the first layer is orders of magnitude below the last).
+The activations are functional calls (torch.tanh), not nn.Tanh modules.
+"""
+# expect: saturated_activations
+import torch
+import torch.nn as nn
+from sklearn.datasets import load_breast_cancer
+from sklearn.preprocessing import StandardScaler
+
+torch.manual_seed(0)
+torch.set_num_threads(1)
+
+data = load_breast_cancer()
+X = torch.tensor(StandardScaler().fit_transform(data.data), dtype=torch.float32)
+y = torch.tensor(data.target)
+
+
+class TanhNet(nn.Module):
+    def __init__(self, width=128):
+        super().__init__()
+        self.l1 = nn.Linear(30, width)
+        self.l2 = nn.Linear(width, width)
+        self.l3 = nn.Linear(width, width)
+        self.out = nn.Linear(width, 2)
+        for layer in (self.l1, self.l2, self.l3):
+            nn.init.normal_(layer.weight, std=1.0)
+
+    def forward(self, x):
+        x = torch.tanh(self.l1(x))
+        x = torch.tanh(self.l2(x))
+        x = torch.tanh(self.l3(x))
+        return self.out(x)
+
+
+model = TanhNet()
+opt = torch.optim.SGD(model.parameters(), lr=0.01)
+loss_fn = nn.CrossEntropyLoss()
+
+for step in range(200):
+    idx = torch.randint(0, len(X), (64,))
+    opt.zero_grad()
+    loss = loss_fn(model(X[idx]), y[idx])
+    loss.backward()
+    opt.step()
+
+print("final loss:", loss.item())
