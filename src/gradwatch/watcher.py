@@ -36,6 +36,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .guard import Guard
 from .probes.model_info import describe_model, describe_optimizer
 from .probes.modules import ModuleProbe
 from .probes.tensors import TensorStats
@@ -86,6 +87,8 @@ class Watcher:
         precision: ``"bfloat16"`` or ``"float32"`` for the stored per-layer vectors.
         meta: extra JSON-serialisable metadata to store with the run.
         first_stats_step: the first step that gets the slow statistics (then every ``every``).
+        guard: ``True`` (or a :class:`~gradwatch.guard.Guard`) to skip non-finite or exploding
+            steps and roll back after repeated failures; needs the optimizer.
 
     Example:
         >>> # w = Watcher(model, opt, out="runs/a"); ...; w.detach()
@@ -105,6 +108,7 @@ class Watcher:
         precision: str = "bfloat16",
         meta: dict[str, Any] | None = None,
         first_stats_step: int = 0,
+        guard: "bool | Guard" = False,
     ) -> None:
         _validate_model(model)
         if stats not in ("default", "all"):
@@ -150,6 +154,10 @@ class Watcher:
         self._in_backward = False
         self._closed = False
 
+        self.guard = Guard() if guard is True else (guard or None)
+        if self.guard is not None and optimizer is None:
+            self.store.close()
+            raise WatchError("guard=True needs the optimizer: pass it, e.g. watch(model, opt, guard=True)")
         if optimizer is not None:
             self.add_optimizer(optimizer)
         self._describe()
@@ -201,9 +209,17 @@ class Watcher:
             rec.update(self.tensors.weight_stats())
             self.tensors.snapshot()
         self._current = rec
+        if self.guard is not None:
+            self.guard.before_step(self.step, float(rec["global_norm"]), self.tensors.params,
+                                   self.optimizers, self._guard_event)
 
     def _after_step(self, optimizer=None, args=None, kwargs=None) -> None:
+        if self.guard is not None:
+            self.guard.after_step(self.step, self.tensors.params, self.optimizers, self._guard_event)
         self._end_step()
+
+    def _guard_event(self, kind: str, detail: dict[str, Any]) -> None:
+        self.store.event(self.step, kind, detail)
 
     def _on_root_output(self, module, args, output) -> None:
         # no optimizer: the step ends when the backward pass through the model ends

@@ -116,7 +116,10 @@ def log_ratio_span(values: np.ndarray) -> float:
 
 def robust_profile(df: pd.DataFrame) -> np.ndarray:
     """Per-column median of log10 values over rows (ignores zeros/NaN), back in linear scale."""
-    with np.errstate(divide="ignore", invalid="ignore"):
+    import warnings
+
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: no signal there
         logs = np.log10(df.where(df > 0).to_numpy(dtype=float))
-    med = np.nanmedian(logs, axis=0) if logs.size else np.array([])
+        med = np.nanmedian(logs, axis=0) if logs.size else np.array([])
     return np.power(10.0, med)

@@ -1,0 +1,137 @@
+"""The guard: a run survives an explosion instead of ending in it.
+
+Before each optimizer step the guard reads the global gradient norm the watcher has just
+measured. A non-finite norm, or one ``spike_factor`` times above the median of the recent
+finite norms, makes the step a *skip*: parameters and optimizer state are put back exactly as
+they were after ``optimizer.step()`` ran. After ``max_bad`` skips in a row the model and the
+optimizer are restored to the last good snapshot (taken every ``snapshot_every`` good steps,
+kept in memory, one at a time) and every learning rate is multiplied by ``lr_factor``. Each
+action is recorded as an event in the run store and shown in the report.
+
+The decision needs the norm on the host: one sync per step (never per parameter). Snapshots
+cost one copy of the weights and optimizer state every ``snapshot_every`` steps.
+
+Example:
+    >>> # with gw.watch(model, opt, guard=True): ...      # or: gradwatch run --guard train.py
+    >>> g = Guard(spike_factor=10.0)
+    >>> g.is_bad(float("nan")), g.is_bad(1.0)
+    (True, False)
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+
+@dataclass
+class _Snapshot:
+    step: int
+    params: list[torch.Tensor]
+    optim: list[dict]
+
+
+class Guard:
+    """Skips exploding or non-finite steps and rolls back after repeated failures.
+
+    Args:
+        spike_factor: a gradient norm this many times the recent median is an explosion.
+        history: how many recent finite norms the median is taken over.
+        min_history: norms needed before spikes are judged (non-finite is judged always).
+        max_bad: consecutive skipped steps that trigger a rollback.
+        snapshot_every: good steps between in-memory snapshots of model and optimizer.
+        lr_factor: learning-rate multiplier applied at each rollback.
+    """
+
+    def __init__(self, spike_factor: float = 10.0, history: int = 50, min_history: int = 10,
+                 max_bad: int = 3, snapshot_every: int = 100, lr_factor: float = 0.5) -> None:
+        if spike_factor <= 1 or not 0 < lr_factor <= 1 or max_bad < 1 or snapshot_every < 1:
+            raise ValueError("guard needs spike_factor > 1, 0 < lr_factor ≤ 1, max_bad ≥ 1, snapshot_every ≥ 1")
+        self.spike_factor = spike_factor
+        self.norms: deque[float] = deque(maxlen=history)
+        self.min_history = min_history
+        self.max_bad = max_bad
+        self.snapshot_every = snapshot_every
+        self.lr_factor = lr_factor
+        self.bad_in_a_row = 0
+        self.good_steps = 0
+        self.skips = 0
+        self.rollbacks = 0
+        self._snapshot: _Snapshot | None = None
+        self._pending_skip: _Snapshot | None = None
+
+    def is_bad(self, norm: float) -> bool:
+        """Whether a step with this global gradient norm must not be applied."""
+        if not math.isfinite(norm):
+            return True
+        if len(self.norms) >= self.min_history:
+            med = sorted(self.norms)[len(self.norms) // 2]
+            return med > 0 and norm > self.spike_factor * med
+        return False
+
+    # ------------------------------------------------------------ the watcher calls these
+    def before_step(self, step: int, norm: float, params: list[torch.Tensor],
+                    optimizers: list[torch.optim.Optimizer], record: Callable[[str, dict], None]) -> None:
+        """Decide on this step; when it is bad, keep what is needed to undo it."""
+        if self._snapshot is None:
+            self._snapshot = self._take(step, params, optimizers)
+        if self.is_bad(norm):
+            self._pending_skip = self._take(step, params, optimizers)
+            med = sorted(self.norms)[len(self.norms) // 2] if self.norms else float("nan")
+            record("guard_skip", {"step": step, "grad_norm": norm, "recent_median": med,
+                                  "reason": "non-finite gradient" if not math.isfinite(norm) else "gradient spike"})
+        else:
+            self.norms.append(norm)
+
+    def after_step(self, step: int, params: list[torch.Tensor], optimizers: list[torch.optim.Optimizer],
+                   record: Callable[[str, dict], None]) -> None:
+        """Undo a bad step; roll back after ``max_bad`` in a row; snapshot good progress."""
+        if self._pending_skip is not None:
+            self._restore(self._pending_skip, params, optimizers)
+            self._pending_skip = None
+            self.skips += 1
+            self.bad_in_a_row += 1
+            if self.bad_in_a_row >= self.max_bad and self._snapshot is not None:
+                self._restore(self._snapshot, params, optimizers)
+                for opt in optimizers:
+                    for g in opt.param_groups:
+                        _scale_lr(g, self.lr_factor)
+                self.rollbacks += 1
+                self.bad_in_a_row = 0
+                record("guard_rollback", {"step": step, "to_step": self._snapshot.step, "lr_factor": self.lr_factor})
+            return
+        self.bad_in_a_row = 0
+        self.good_steps += 1
+        if self.good_steps % self.snapshot_every == 0:
+            self._snapshot = self._take(step + 1, params, optimizers)
+
+    @staticmethod
+    @torch.no_grad()
+    def _take(step: int, params: list[torch.Tensor], optimizers) -> _Snapshot:
+        return _Snapshot(step, [p.detach().clone() for p in params],
+                         [copy.deepcopy(o.state_dict()) for o in optimizers])
+
+    @staticmethod
+    @torch.no_grad()
+    def _restore(snap: _Snapshot, params, optimizers) -> None:
+        for p, saved in zip(params, snap.params):
+            p.copy_(saved)
+        for o, state in zip(optimizers, snap.optim):
+            lrs = [g["lr"] for g in o.param_groups]  # the rate is the guard's to keep, not the snapshot's
+            o.load_state_dict(copy.deepcopy(state))
+            for g, lr in zip(o.param_groups, lrs):
+                g["lr"] = lr
+
+
+def _scale_lr(group: dict, factor: float) -> None:
+    if isinstance(group["lr"], torch.Tensor):
+        group["lr"].mul_(factor)
+    else:
+        group["lr"] *= factor
+    if "initial_lr" in group:  # so LR schedulers built on initial_lr keep the cut
+        group["initial_lr"] *= factor
