@@ -95,3 +95,17 @@ def test_default_title_and_custom_title(bare_run, sick):
 def test_write_report_returns_the_path(tmp_path, bare_run):
     p = write_report(bare_run, Diagnosis(steps=5), tmp_path / "a" / "r.html")
     assert p == tmp_path / "a" / "r.html" and p.stat().st_size > 1000
+
+
+def test_compare_verdict_and_a_recorded_final_loss(tmp_path, sick):
+    from gradwatch.record import load
+    from gradwatch.report.html_sections import compare_section
+
+    from .fakes import write_fake_run
+
+    write_fake_run(tmp_path / "a", meta={"metrics": {"final_loss": 2.0}})
+    write_fake_run(tmp_path / "b", meta={"metrics": {"final_loss": 3.0}})
+    out = compare_section(load(tmp_path / "a"), sick, (load(tmp_path / "b"), Diagnosis(steps=30), "x"))
+    assert 'class="num better">healthy' in out
+    assert 'class="num worse">3' in out  # a higher loss is worse
+    assert "final loss</th>" not in out  # the run's own final_loss is not repeated

@@ -37,10 +37,12 @@ def compare_section(run, diagnosis, compare) -> str:
     after_run, after_diag, label = compare
     label = str(label or "after")
     mb, ma = run_metrics(run), run_metrics(after_run)
-    rows = [("verdict", diagnosis.verdict, after_diag.verdict, "")]
-    for k in list(dict.fromkeys([*mb, *ma])):
+    rows = [("verdict", diagnosis.verdict, after_diag.verdict, "verdict")]
+    keys = list(dict.fromkeys([*mb, *ma]))
+    for k in keys:
         rows.append((k, mb.get(k, math.nan), ma.get(k, math.nan), _direction(k)))
-    rows.append(("final loss", _last_loss(run), _last_loss(after_run), "lower"))
+    if not any(k.replace("_", " ").lower() == "final loss" for k in keys):
+        rows.append(("final loss", _last_loss(run), _last_loss(after_run), "lower"))
     rows.append(("problems", _kinds(diagnosis), _kinds(after_diag), ""))
     rows.append(("steps", diagnosis.steps, after_diag.steps, ""))
     body = "".join(_cmp_row(*r) for r in rows)
@@ -59,7 +61,11 @@ def _direction(name: str) -> str:
 
 def _cmp_row(name: str, before: Any, after: Any, better: str) -> str:
     cls = "num"
-    if better and _finite(before) and _finite(after) and before != after:
+    if better == "verdict":
+        before, after = str(before), str(after)
+        if before != after:
+            cls += " better" if after == "healthy" else " worse"
+    elif better and _finite(before) and _finite(after) and before != after:
         improved = (after > before) if better == "higher" else (after < before)
         cls += " better" if improved else " worse"
     return (f'<tr><th>{esc(name)}</th><td class="num">{esc(_show(before))}</td>'
