@@ -1,10 +1,11 @@
 """A 4-layer ReLU MLP on digits whose hidden biases were initialised to -0.6.
 
 Why it is pathological: the default weights give hidden pre-activations with a
-standard deviation of ~0.3-0.5, so a bias of -0.6 puts most every unit below zero
-for every input. Those ReLUs output 0 and have zero derivative, so they receive no
-gradient and never recover ("dying ReLU", Lu et al. 2019); the network trains on
-the few units that happen to fire.
+standard deviation of ~0.3, so a bias of -0.6 puts ~87% of the first layer's units
+below zero for every input; the few survivors give outputs too small to lift the
+next layers over their own -0.6 bias, so every unit there is dead. Dead ReLUs output
+0 and have zero derivative, so no gradient reaches any hidden layer, nothing
+recovers ("dying ReLU", Lu et al. 2019) and the loss stays at ln 10.
 """
 # expect: dead_units
 # also-ok: vanishing_gradients

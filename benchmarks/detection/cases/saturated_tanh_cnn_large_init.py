@@ -1,9 +1,9 @@
 """A 3-layer tanh CNN on digits whose conv weights were initialised with N(0, 1).
 
 Why it is pathological: a 3x3 conv with 16 input channels has fan-in 144, so N(0, 1)
-weights give pre-activations with std ~10 (Xavier/LeCun init would use 1/fan_in).
-Nearly every tanh output is ±1, tanh'(z) = 1 - tanh²(z) ≈ 0, and the convolutions
-learn very slowly (LeCun et al. 1998; Glorot & Bengio 2010).
+weights give pre-activations with std ~8-11 (Xavier/LeCun init would use 1/fan_in).
+70-80% of the 2nd and 3rd layers' tanh outputs are ±1 (|z| > 3), where
+tanh'(z) = 1 - tanh²(z) < 0.01, and those convolutions learn very slowly (LeCun et al. 1998; Glorot & Bengio 2010).
 """
 # expect: saturated_activations
 import torch

@@ -1,9 +1,10 @@
 """A 4-layer tanh MLP (torch.tanh called functionally) on breast-cancer data, init N(0, 1).
 
 Why it is pathological: hidden layers of width 128 with unit-variance weights give
-pre-activations with std ≈ sqrt(128) ≈ 11, so almost every unit outputs ±1 and
-tanh' ≈ 0: the hidden layers are saturated from the first step and barely learn
-(the gradient reaching the first layer is orders of magnitude below the last).
+pre-activations with std ≈ sqrt(128) ≈ 11, so ~77% of the units of hidden layers
+2-3 (and half of layer 1's) sit at ±1 where tanh' < 0.01: the hidden layers are
+saturated from the first step and barely move (update/weight ~1e-5); only the output
+layer learns, as a linear classifier on the frozen ±1 features.
 The activations are functional calls (torch.tanh), not nn.Tanh modules.
 """
 # expect: saturated_activations
