@@ -109,3 +109,24 @@ def test_compare_verdict_and_a_recorded_final_loss(tmp_path, sick):
     assert 'class="num better">healthy' in out
     assert 'class="num worse">3' in out  # a higher loss is worse
     assert "final loss</th>" not in out  # the run's own final_loss is not repeated
+
+
+def test_a_run_that_died_before_its_first_step(tmp_path):
+    from rich.console import Console
+
+    from gradwatch.record import load
+    from gradwatch.report import print_diagnosis, print_layer_table
+    from gradwatch.store import RunStore
+
+    s = RunStore(tmp_path)
+    s.write_layout([("w", "", (2, 2), 4, "float32")], [("", "Linear", "", "param")])
+    s.event(None, "crash", {"error": "RuntimeError('<boom>')"})
+    s.close()
+    run = load(tmp_path)
+    text = render_html(run, Diagnosis(steps=0))
+    assert "no problems in 0 steps" in text and "This run recorded nothing to draw." in text
+    assert "RuntimeError(&#x27;&lt;boom&gt;&#x27;)" in text  # the event, escaped
+    c = Console(record=True, width=100)
+    print_diagnosis(Diagnosis(steps=0), console=c, run=run)
+    print_layer_table(run, console=c)
+    assert "no per-layer data recorded" in c.export_text()
