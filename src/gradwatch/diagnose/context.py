@@ -75,11 +75,22 @@ class Context:
         cols.sort(key=lambda n: order.get(p.set_index("name").loc[n, "module"], 0))
         return g[cols]
 
+    @cached_property
+    def near_zero_init(self) -> set[str]:
+        """Weights that started ≥ 10× below the LeCun scale 1/√fan_in (zero init, Fixup, ReZero):
+        their ‖Δw‖/‖w‖ is large by construction and says nothing about the learning rate."""
+        out = set()
+        for layer in self.model.get("layers", []):
+            if layer.get("weight_std", 1.0) < 0.1 / max(1, layer.get("fan_in", 1)) ** 0.5:
+                out.add(f"{layer['name']}.weight" if layer["name"] else "weight")
+        return out
+
     def update_ratio(self) -> pd.DataFrame:
-        """‖Δw‖/‖w‖ per parameter at measured finite steps (weights with ≥ 2 dims only)."""
+        """‖Δw‖/‖w‖ per parameter at measured finite steps (weights with ≥ 2 dims that did not
+        start near zero)."""
         r = self.finite(self.run.update_ratio())
         p = self.run.params.set_index("name")
-        cols = [c for c in r.columns if len(p.loc[c, "shape"]) >= 2]
+        cols = [c for c in r.columns if len(p.loc[c, "shape"]) >= 2 and c not in self.near_zero_init]
         return r[cols].replace([np.inf, -np.inf], np.nan).dropna(axis=1, how="all")
 
     # ------------------------------------------------------------ loss

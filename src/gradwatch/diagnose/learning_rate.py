@@ -30,7 +30,8 @@ def loss_trend(ctx: Context) -> dict[str, float]:
     start = float(lo.iloc[: max(3, n // 10)].median())
     end = float(lo.iloc[-max(3, n // 5):].median())
     prev = lo.rolling(10, min_periods=3).median().shift(1)
-    spikes = float(((lo > 3 * prev) & (prev > 0)).mean())
+    # a spike throws learning away: 3× the recent level and back above half the starting loss
+    spikes = float(((lo > 3 * prev) & (prev > 0) & (lo > 0.5 * lo.iloc[0])).mean())
     rel = (start - end) / abs(start) if start != 0 else 0.0
     return {"loss_start": start, "loss_end": end, "relative_improvement": rel, "spike_fraction": spikes,
             "diverged": float(end > start * 1.05 or ctx.first_nonfinite_step is not None)}
@@ -54,7 +55,7 @@ def _early_ratio_by_layer(ctx: Context) -> pd.Series:
     return head.max()
 
 
-def check_high(ctx: Context, high: float = 0.1, share: float = 0.5, spike_fraction: float = 0.03) -> list[Finding]:
+def check_high(ctx: Context, high: float = 0.05, share: float = 0.5, spike_fraction: float = 0.03) -> list[Finding]:
     """Flag early update ratios ≥ ``high`` on ≥ ``share`` of layers together with a loss that
     spikes, stalls or diverges."""
     ratios = _early_ratio_by_layer(ctx).dropna()

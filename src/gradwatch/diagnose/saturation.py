@@ -32,11 +32,12 @@ def check(ctx: Context, warn_fraction: float = 0.5, critical_fraction: float = 0
     output_act = acts[-1] if acts else None
     mse_sig = C.mse_behind_sigmoid(ctx)
     ce_output = any(n.startswith(("BinaryCrossEntropy", "NllLoss", "LogSoftmax")) for n in ctx.loss_graph[:4])
+    output_is_activation = _output_is_activation(ctx.loss_graph)
     flagged = []
     for name, v in level.items():
         if not np.isfinite(v) or v < warn_fraction:
             continue
-        if name == output_act and ce_output and not mse_sig:
+        if name == output_act and output_is_activation and ce_output and not mse_sig:
             continue  # confident outputs under cross-entropy: the loss cancels σ′
         flagged.append((name, float(v)))
     if not flagged:
@@ -54,3 +55,16 @@ def check(ctx: Context, warn_fraction: float = 0.5, critical_fraction: float = 0
         evidence={"saturated_fraction": {n: v for n, v in flagged}, "healthy_band": f"< {warn_fraction:.0%}",
                   "tails": "sigmoid <0.02 or >0.98, |tanh| >0.98"},
         causes=causes, remedies=prescribe_all(remedies))]
+
+
+_LAYER_NODES = ("Addmm", "Mm", "Bmm", "Convolution", "Linear", "MulBackward", "Embedding")
+
+
+def _output_is_activation(graph: list[str]) -> bool:
+    """Whether a sigmoid/tanh sits between the loss and the last weight layer."""
+    for node in graph:
+        if node.startswith(("SigmoidBackward", "TanhBackward")):
+            return True
+        if node.startswith(_LAYER_NODES):
+            return False
+    return False
