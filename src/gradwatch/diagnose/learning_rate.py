@@ -18,6 +18,7 @@ import pandas as pd
 from ..findings import Finding
 from . import causes as C
 from .context import Context
+from .flow import across_layers
 from .prescriptions import prescribe_all
 
 
@@ -87,8 +88,10 @@ def check_high(ctx: Context, high: float = 0.05, share: float = 0.5, spike_fract
         causes=causes, remedies=prescribe_all(remedies))]
 
 
-def check_low(ctx: Context, low: float = 1e-5, min_improvement: float = 0.05) -> list[Finding]:
-    """Flag update ratios ≤ ``low`` on every layer, the output layer included, with a flat loss."""
+def check_low(ctx: Context, low: float = 1e-5, min_improvement: float = 0.05,
+              flow_orders: float = 3.0) -> list[Finding]:
+    """Flag update ratios ≤ ``low`` on every layer, the output layer included, with a flat loss,
+    while the gradient flow itself is healthy (within ``flow_orders`` decades across layers)."""
     ratios = _ratio_by_layer(ctx).dropna()
     trend = loss_trend(ctx)
     if ratios.empty or not trend:
@@ -97,6 +100,9 @@ def check_low(ctx: Context, low: float = 1e-5, min_improvement: float = 0.05) ->
         return []
     if trend["relative_improvement"] >= min_improvement or trend["diverged"]:
         return []
+    span = across_layers(ctx)
+    if span is not None and abs(span.log10_ratio) >= flow_orders:
+        return []  # the gradients themselves are broken: that finding comes first, not the rate
     g = ctx.steps["grad_norm"].astype(float)
     return [Finding(
         kind="learning_rate_too_low", severity="warning", first_step=int(ratios.index.size and ctx.steps.index[0]),
