@@ -30,12 +30,16 @@ RULES: dict[str, Rule] = {
 _RANK = {"critical": 0, "warning": 1, "info": 2}
 
 
-def diagnose(run: Run | str | os.PathLike, rules: dict[str, Rule] | None = None) -> Diagnosis:
+def diagnose(run: Run | str | os.PathLike, rules: dict[str, Rule] | None = None,
+             trial: dict | None = None) -> Diagnosis:
     """Diagnose a recorded run.
 
     Args:
         run: a :class:`~gradwatch.record.Run` or its directory.
         rules: rules to apply (default :data:`RULES`); each maps a Context to findings.
+        trial: ``dict(model=..., optimizer=..., batches=[(x, y), ...], loss_fn=..., steps=50)``
+            to try the top remedies of each finding on copies of the model and rank them by
+            measured effect (see :func:`gradwatch.trials.rank_remedies`).
 
     Returns:
         A :class:`~gradwatch.findings.Diagnosis`; ``verdict`` is ``healthy`` exactly when no
@@ -53,7 +57,12 @@ def diagnose(run: Run | str | os.PathLike, rules: dict[str, Rule] | None = None)
             findings.extend(rule(ctx))
     order = list(RULES)
     findings.sort(key=lambda f: (_RANK[f.severity], order.index(f.kind) if f.kind in order else 99, f.first_step))
-    return Diagnosis(steps=ctx.n_steps, findings=findings)
+    diagnosis = Diagnosis(steps=ctx.n_steps, findings=findings)
+    if trial is not None and diagnosis.verdict == "unhealthy":
+        from ..trials import rank_remedies
+
+        rank_remedies(diagnosis, **trial)
+    return diagnosis
 
 
 __all__ = ["diagnose", "RULES", "Context"]
