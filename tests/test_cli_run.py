@@ -82,3 +82,35 @@ def test_missing_script_is_a_one_line_error(tmp_path):
 def test_diagnose_of_a_missing_run_is_a_one_line_error(tmp_path):
     r = run(["diagnose", str(tmp_path / "missing")], tmp_path)
     assert r.returncode == 2 and "no gradwatch run" in r.stderr and "Traceback" not in r.stderr
+
+
+LONG = """
+    import torch
+    from torch import nn
+    model = nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    step = 0
+    while True:
+        loss = model(torch.randn(8, 4)).pow(2).mean()
+        opt.zero_grad(); loss.backward(); opt.step()
+        step += 1
+        if step == 30:
+            print("ready", flush=True)
+"""
+
+
+@pytest.mark.parametrize("sig, status", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_an_interrupted_script_keeps_its_record(tmp_path, sig, status):
+    import signal
+    import time
+
+    s = script(tmp_path, LONG)
+    proc = subprocess.Popen(GRADWATCH + ["run", "--out", "r", "--json", "d.json", str(s)], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(0.2)
+    proc.send_signal(getattr(signal, sig))
+    proc.communicate(timeout=120)
+    assert proc.returncode == status
+    d = json.loads((tmp_path / "d.json").read_text())
+    assert d["steps"] >= 30
