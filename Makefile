@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml constraints/dev.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints/dev.txt torch==2.13.0
-	$(BIN)/pip install -q -c constraints/dev.txt -e '.[dev]'
+	$(BIN)/pip install -q -c constraints/dev.txt -e '.[dev,integrations]'
 	touch $(STAMP)
 
 venv: $(STAMP)
