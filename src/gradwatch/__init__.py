@@ -22,7 +22,7 @@ _LAZY = {
     "Watcher": "gradwatch.watcher:Watcher",
     "load": "gradwatch.record:load",
     "Run": "gradwatch.record:Run",
-    "diagnose": "gradwatch.diagnose:diagnose",
+    "diagnose": "gradwatch.diagnosis:diagnose",
     "Diagnosis": "gradwatch.findings:Diagnosis",
     "Finding": "gradwatch.findings:Finding",
     "remedies": "gradwatch.remedies",

@@ -33,7 +33,7 @@ def _fail(message: str, code: int = 2) -> None:
 
 def _finish(run_dir: Path, json_path: Optional[Path], report: bool = True) -> None:
     """Diagnose a recorded run, print it, write report.html and the JSON."""
-    from .diagnose import diagnose
+    from .diagnosis import diagnose
     from .record import load
     from .report.html import write_report
     from .report.terminal import print_diagnosis
@@ -109,7 +109,7 @@ def report(
     out: Optional[Path] = typer.Option(None, "--out", help="HTML file (default RUN_DIR/report.html)"),
 ) -> None:
     """Write the HTML report of a recorded run."""
-    from .diagnose import diagnose as _diagnose
+    from .diagnosis import diagnose as _diagnose
     from .record import load
     from .report.html import write_report
     from .store import StoreError

@@ -86,7 +86,7 @@ def run_demo(out: str | Path = "gradwatch-runs/demo", steps: int = 300, console=
     from rich.console import Console
     from rich.progress import Progress
 
-    from .diagnose import diagnose
+    from .diagnosis import diagnose
     from .report.html import write_report
     from .report.terminal import print_diagnosis, print_layer_table
 

@@ -153,7 +153,7 @@ class Run:
     def _repr_html_(self) -> str:  # Jupyter shows a run as its report
         from .report.html import render_html
 
-        from .diagnose import diagnose
+        from .diagnosis import diagnose
 
         return render_html(self, diagnose(self))
 

@@ -122,8 +122,8 @@ TRIABLE = ("use_relu_with_he_init", "use_he_init", "break_symmetry", "critical_i
 
 
 def _run_arm(name: str, arm: Arm, batches: Sequence, loss_fn: LossFn, steps: int, seed: int) -> TrialResult:
-    from .diagnose.context import Context
-    from .diagnose.flow import across_layers
+    from .diagnosis.context import Context
+    from .diagnosis.flow import across_layers
     from .record import load
     from .watcher import watch
 

@@ -15,7 +15,7 @@ watcher = pytest.importorskip("gradwatch.watcher", reason="the watcher is not th
 
 def _diagnose(run):
     try:
-        from gradwatch.diagnose import diagnose
+        from gradwatch.diagnosis import diagnose
     except ImportError:
         from gradwatch.findings import Diagnosis
 

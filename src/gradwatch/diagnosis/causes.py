@@ -2,7 +2,7 @@
 value its activation needs, normalisation, residual paths, recurrent spectral radius,
 optimizer, schedule and loss.
 
-Each function takes the rule :class:`~gradwatch.diagnose.context.Context` and returns a list of
+Each function takes the rule :class:`~gradwatch.diagnosis.context.Context` and returns a list of
 :class:`~gradwatch.findings.Cause` (empty when the cause is absent).
 
 Example:
