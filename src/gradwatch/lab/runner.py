@@ -1,0 +1,136 @@
+"""Runs one experiment for seeds 0..N-1, writes ``OUT/NAME/result.json`` and the figures.
+
+With one seed the experiment writes into ``OUT/NAME/``. With N seeds each seed writes into
+``OUT/NAME/seed-K/``; the top-level result carries every numeric measurement as mean and std
+over seeds, each check's numbers as ``mean ± std`` with how many seeds passed it, and the verdict
+``reproduced`` only if every check held on every seed.
+
+Example:
+    >>> # from gradwatch.lab.registry import find
+    >>> # result = run_experiment(find("deep-linear"), seeds=3, out="lab-out")
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Iterable
+
+from .config import config_dict, make_config
+from .core import Check, Context, Result
+
+
+def run_experiment(mod: ModuleType, seeds: int = 1, full: bool = False, sets: Iterable[str] = (),
+                   out: str | Path = "lab-out", quiet: bool = False, config: Any = None) -> Result:
+    """Run ``mod`` for seeds ``0..seeds-1`` and save its result.
+
+    Args:
+        mod: an experiment module (see ``lab/README.md``).
+        seeds: how many seeds; more than one aggregates mean ± std.
+        full: apply the module's ``FULL`` overrides (paper scale).
+        sets: ``key=value`` overrides, applied last.
+        out: the lab's output folder; this experiment writes to ``out/NAME``.
+        quiet: no progress bars.
+        config: a ready config (then ``full`` and ``sets`` are ignored).
+
+    Returns:
+        The (aggregated) :class:`Result`, also written to ``out/NAME/result.json``.
+
+    Raises:
+        ConfigError: a bad override.
+        ValueError: ``seeds`` < 1.
+    """
+    if seeds < 1:
+        raise ValueError(f"--seeds must be at least 1, got {seeds}")
+    cfg = config if config is not None else make_config(mod.Config, full, getattr(mod, "FULL", {}), sets)
+    root = Path(out) / mod.NAME
+    results = []
+    for seed in range(seeds):
+        ctx = Context(seed=seed, out=root if seeds == 1 else root / f"seed-{seed}", quiet=quiet)
+        t0 = time.perf_counter()
+        with ctx.seeded():
+            result = mod.run(cfg, ctx)
+        result.seconds = time.perf_counter() - t0
+        result.figures += [f for f in ctx.figures if f not in result.figures]
+        _stamp(result, mod, cfg, [seed])
+        if seeds > 1:
+            result.save(ctx.out / "result.json")
+        results.append(result)
+    final = results[0] if seeds == 1 else aggregate(results)
+    _stamp(final, mod, cfg, list(range(seeds)))
+    final.figures = [_relative(f, root) for f in final.figures]
+    final.save(root / "result.json")
+    return final
+
+
+def aggregate(results: list[Result]) -> Result:
+    """Mean ± std over seeds; a check passes only if it passed on every seed.
+
+    Example:
+        >>> from gradwatch.lab.core import check
+        >>> a = Result({"x": 1.0}, [check("x < 2", True, x=1.0)])
+        >>> b = Result({"x": 3.0}, [check("x < 2", False, x=3.0)])
+        >>> m = aggregate([a, b])
+        >>> m.measurements["x"], m.verdict
+        ({'mean': 2.0, 'std': 1.4142135623730951, 'values': [1.0, 3.0]}, 'not reproduced')
+    """
+    first = results[0]
+    checks = []
+    for i, c in enumerate(first.checks):
+        per_seed = [r.checks[i] for r in results if i < len(r.checks)]
+        passed = sum(c2.passed for c2 in per_seed)
+        measured = {k: _mean_std_text([c2.measured.get(k) for c2 in per_seed]) for k in c.measured}
+        measured["seeds_passed"] = f"{passed}/{len(results)}"
+        checks.append(Check(c.criterion, passed == len(results), measured))
+    tables = first.tables if len(results) == 1 else {f"seed {r.seeds[0] if r.seeds else i}": r.tables
+                                                     for i, r in enumerate(results)}
+    return Result(
+        measurements=_merge([r.measurements for r in results]),
+        checks=checks,
+        figures=[f for r in results for f in r.figures],
+        tables=tables,
+        notes=first.notes,
+        seconds=sum(r.seconds for r in results),
+    )
+
+
+def _merge(dicts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Numbers → {mean, std, values}; dicts recurse; anything else → list of values per seed."""
+    out: dict[str, Any] = {}
+    for key in dicts[0]:
+        vals = [d.get(key) for d in dicts]
+        if all(isinstance(v, dict) for v in vals):
+            out[key] = _merge(vals)
+        elif all(_is_number(v) for v in vals):
+            out[key] = {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+                        "values": vals}
+        else:
+            out[key] = {"values": vals}
+    return out
+
+
+def _mean_std_text(vals: list[Any]) -> Any:
+    if all(_is_number(v) for v in vals):
+        mean = statistics.fmean(vals)
+        std = statistics.stdev(vals) if len(vals) > 1 else 0.0
+        return f"{mean:.4g} ± {std:.2g}"
+    return vals
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _stamp(result: Result, mod: ModuleType, cfg: Any, seeds: list[int]) -> None:
+    result.name, result.claim, result.source = mod.NAME, mod.CLAIM, mod.SOURCE
+    result.config, result.seeds = config_dict(cfg), seeds
+
+
+def _relative(path: str, root: Path) -> str:
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(p)
