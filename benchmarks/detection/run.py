@@ -18,7 +18,7 @@ then prints precision and recall and how many healthy runs raised a serious find
 Usage::
 
     python benchmarks/detection/run.py                      # all cases, one at a time
-    python benchmarks/detection/run.py --cases 'vanishing*' --jobs 2
+    python benchmarks/detection/run.py --cases 'vanishing*,lstm' --jobs 2
     python benchmarks/detection/run.py --dir my_scripts/ --out results.json
     python benchmarks/detection/run.py --list               # show the cases, run nothing
 """
@@ -26,77 +26,19 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
+from scoring import SERIOUS, Case, Result, find_cases, score, summary
+
 HERE = Path(__file__).resolve().parent
-SERIOUS = ("warning", "critical")
-HEADER_RE = re.compile(r"^#\s*(expect|also-ok)\s*:\s*(.*)$")
-
-
-@dataclass
-class Case:
-    """One training script and what a correct diagnosis of it contains."""
-
-    name: str
-    path: str
-    expect: list[str] | None  # None: unlabelled (not scored); []: healthy
-    also_ok: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Result:
-    """What gradwatch said about one case, and how that scores."""
-
-    case: Case
-    seconds: float
-    script_rc: int | None
-    verdict: str | None = None  # gradwatch's "healthy"/"unhealthy"
-    found: dict[str, str] = field(default_factory=dict)  # kind -> highest severity
-    tp: list[str] = field(default_factory=list)
-    fn: list[str] = field(default_factory=list)
-    fp: list[str] = field(default_factory=list)
-    outcome: str = "error"
-    error: str = ""
-
-
-def parse_case(path: Path) -> Case:
-    """Read the ``# expect:`` / ``# also-ok:`` lines from the first 60 lines of a script."""
-    expect, also = None, []
-    with open(path, encoding="utf-8") as fh:
-        for _, line in zip(range(60), fh):
-            m = HEADER_RE.match(line.strip())
-            if not m:
-                continue
-            kinds = [k.strip() for k in m.group(2).split(",") if k.strip()]
-            if m.group(1) == "expect":
-                expect = [] if kinds == ["healthy"] else kinds
-            else:
-                also = kinds
-    return Case(path.stem, str(path), expect, also)
-
-
-def find_cases(dirs: list[Path], pattern: str | None) -> list[Case]:
-    """All ``*.py`` scripts in ``dirs`` whose stem matches ``pattern`` (glob, or substring)."""
-    cases = []
-    for d in dirs:
-        if not d.is_dir():
-            sys.exit(f"error: {d} is not a directory; pass --dir a folder of training scripts")
-        for p in sorted(d.glob("*.py")):
-            if pattern and not (fnmatch.fnmatch(p.stem, pattern) or
-                                (not any(c in pattern for c in "*?[") and pattern in p.stem)):
-                continue
-            cases.append(parse_case(p))
-    return cases
 
 
 def gradwatch_exe() -> str:
@@ -111,34 +53,12 @@ def gradwatch_exe() -> str:
     return found
 
 
-def score(case: Case, diagnosis: dict) -> tuple[dict[str, str], list[str], list[str], list[str], str]:
-    """Compare a diagnosis with the case's expectation: (found, tp, fn, fp, outcome)."""
-    rank = {"info": 0, "warning": 1, "critical": 2}
-    found: dict[str, str] = {}
-    for f in diagnosis.get("findings", []):
-        kind, sev = f.get("kind"), f.get("severity", "info")
-        if kind not in found or rank.get(sev, 0) > rank.get(found[kind], 0):
-            found[kind] = sev
-    serious = {k for k, s in found.items() if s in SERIOUS}
-    if case.expect is None:
-        return found, [], [], sorted(serious), "unlabelled"
-    expect, ok = set(case.expect), set(case.expect) | set(case.also_ok)
-    tp, fn, fp = sorted(expect & serious), sorted(expect - serious), sorted(serious - ok)
-    if not case.expect:
-        outcome = "false alarm" if fp else "OK"
-    elif fn and fp:
-        outcome = "miss+false alarm"
-    else:
-        outcome = "miss" if fn else ("false alarm" if fp else "OK")
-    return found, tp, fn, fp, outcome
-
-
 def run_case(case: Case, runs: Path, exe: str, timeout: float) -> Result:
     """Run one script under ``gradwatch run`` and score its diagnosis JSON."""
     out_dir, js = runs / case.name, runs / f"{case.name}.json"
     shutil.rmtree(out_dir, ignore_errors=True)
     js.unlink(missing_ok=True)
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", COLUMNS="200")
     cmd = [exe, "run", "--out", str(out_dir), "--json", str(js), case.path]
     t0 = time.perf_counter()
     try:
@@ -150,8 +70,10 @@ def run_case(case: Case, runs: Path, exe: str, timeout: float) -> Result:
     res = Result(case, time.perf_counter() - t0, rc)
     (runs / f"{case.name}.log").write_text(log if isinstance(log, str) else str(log))
     if not js.exists():
-        tail = [ln for ln in str(log).strip().splitlines() if ln.strip()][-1:] or ["no output"]
-        res.error = f"no diagnosis JSON (exit {rc}): {tail[0][:200]}"
+        lines = [ln.strip() for ln in str(log).strip().splitlines() if ln.strip()] or ["no output"]
+        said = [i for i, ln in enumerate(lines) if ln.startswith("gradwatch:")]
+        tail = " ".join(lines[said[-1]:] if said else lines[-1:])
+        res.error = f"no diagnosis JSON (exit {rc}): {tail[:200]}"
         return res
     try:
         diagnosis = json.loads(js.read_text())
@@ -161,41 +83,6 @@ def run_case(case: Case, runs: Path, exe: str, timeout: float) -> Result:
     res.verdict = diagnosis.get("verdict")
     res.found, res.tp, res.fn, res.fp, res.outcome = score(case, diagnosis)
     return res
-
-
-def kind_table(results: list[Result]) -> dict[str, dict[str, int]]:
-    """Per finding kind: TP, FN, FP counts over the scored (labelled, diagnosed) cases."""
-    counts: dict[str, dict[str, int]] = {}
-    for r in results:
-        for attr in ("tp", "fn", "fp"):
-            for k in getattr(r, attr):
-                counts.setdefault(k, {"tp": 0, "fn": 0, "fp": 0})[attr] += 1
-    for r in results:  # a case that crashed before diagnosis misses every expected kind
-        if r.outcome == "error" and r.case.expect:
-            for k in r.case.expect:
-                counts.setdefault(k, {"tp": 0, "fn": 0, "fp": 0})["fn"] += 1
-    return dict(sorted(counts.items()))
-
-
-def summary(results: list[Result]) -> dict:
-    """Overall precision/recall and the healthy false-alarm count."""
-    kinds = kind_table(results)
-    tp = sum(c["tp"] for c in kinds.values())
-    fn = sum(c["fn"] for c in kinds.values())
-    fp = sum(c["fp"] for c in kinds.values())
-    healthy = [r for r in results if r.case.expect == []]
-    alarmed = [r.case.name for r in healthy if r.outcome != "OK"]
-    return {
-        "cases": len(results),
-        "ok": sum(r.outcome == "OK" for r in results),
-        "errors": [r.case.name for r in results if r.outcome == "error"],
-        "tp": tp, "fn": fn, "fp": fp,
-        "precision": tp / (tp + fp) if tp + fp else None,
-        "recall": tp / (tp + fn) if tp + fn else None,
-        "healthy_runs": len(healthy),
-        "healthy_with_serious_finding": alarmed,
-        "per_kind": kinds,
-    }
 
 
 def fmt_ratio(x: float | None) -> str:
@@ -254,7 +141,8 @@ def print_report(results: list[Result], summ: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cases", metavar="PATTERN", help="only cases whose name matches (glob or substring)")
+    ap.add_argument("--cases", metavar="PATTERN", help="only cases whose name matches: comma-separated globs or substrings, "
+                         "e.g. 'vanishing*,lstm'")
     ap.add_argument("--dir", action="append", type=Path, metavar="DIR",
                     help="a folder of training scripts to run instead of cases/ (repeatable)")
     ap.add_argument("--jobs", type=int, default=1, help="cases run at once (default 1)")
