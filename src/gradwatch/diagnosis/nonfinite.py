@@ -42,7 +42,7 @@ def check(ctx: Context, growth_orders: float = 1.0) -> list[Finding]:
     """Flag the first NaN/Inf; say whether gradients grew ≥ ``growth_orders`` decades before it."""
     places = []
     loss_step = ctx.first_nonfinite_step
-    g_step, g_params = _first_bad_row(ctx.run.series("grad_max"))
+    g_step, g_params = _first_bad_row(ctx.run.series("grad_norm"))
     a_step, a_mods = _first_positive(ctx.run.series("act_nonfinite"))
     w_step, w_params = _first_bad_row(ctx.run.series("weight_norm"))
     ev = ctx.run.events

@@ -9,7 +9,7 @@ Example:
     >>> ps = [torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(2))]
     >>> ps[0].grad = torch.full((3,), 2.0)
     >>> v = TensorStats(ps).grad_stats(full=False)
-    >>> [round(float(x), 3) for x in v["grad_norm"]]
+    >>> [round(float(x), 3) for x in v["grad_norm"]]  # the second has no gradient
     [3.464, nan]
 """
 
@@ -39,41 +39,52 @@ class TensorStats:
         devices = {p.device for p in params}
         self.device = next(iter(devices)) if len(devices) == 1 else torch.device("cpu")
         self._snapshot: list[torch.Tensor] | None = None
+        self._group_cache: dict[tuple, list] = {}
         self._weight_idx = [i for i, p in enumerate(params) if p.dim() >= 2 and not p.is_complex()]
 
     def _groups(self, tensors: list[torch.Tensor | None]):
-        groups: dict[tuple, tuple[list[int], list[torch.Tensor]]] = defaultdict(lambda: ([], []))
-        for i, t in enumerate(tensors):
-            if t is None:
-                continue
-            t = _dense(t)
-            idx, ts = groups[(t.device, t.dtype)]
-            idx.append(i)
-            ts.append(t)
-        return groups.values()
+        """[(index tensor, tensors)] per (device, dtype); cached while the pattern holds."""
+        pattern = tuple(None if t is None else (t.device, t.dtype, t.layout) for t in tensors)
+        cached = self._group_cache.get(pattern)
+        if cached is None:
+            by_key: dict[tuple, list[int]] = defaultdict(list)
+            for i, key in enumerate(pattern):
+                if key is not None:
+                    by_key[key[:2]].append(i)
+            cached = [(idx, torch.tensor(idx, device=self.device)) for idx in by_key.values()]
+            if len(self._group_cache) > 8:
+                self._group_cache.clear()
+            self._group_cache[pattern] = cached
+        return [(index, [_dense(tensors[i]) for i in idx]) for idx, index in cached]
 
     def _reduce(self, tensors, fn, present: list | None = None) -> torch.Tensor:
+        groups = self._groups(tensors)
+        if len(groups) == 1 and groups[0][0].numel() == self.n:  # every tensor, one group
+            vals = torch.stack(fn(groups[0][1])).float().to(self.device)
+            if present is not None:
+                present.append(vals)
+            return vals
         out = torch.full((self.n,), float("nan"), device=self.device)
-        for idx, ts in self._groups(tensors):
-            vals = torch.stack([v.float() for v in fn(ts)]).to(self.device)
-            out[torch.tensor(idx, device=self.device)] = vals
+        for index, ts in groups:
+            vals = torch.stack(fn(ts)).float().to(self.device)
+            out.index_copy_(0, index, vals)
             if present is not None:
                 present.append(vals)
         return out
 
     def grad_stats(self, full: bool) -> dict[str, torch.Tensor]:
-        """grad_norm, grad_max per parameter and the global norm; with ``full`` grad_nonfinite."""
+        """The per-step gradient statistics: grad_norm per parameter and the global norm (one
+        fused norm per (device, dtype) group; NaN/Inf here flags a non-finite gradient). With
+        ``full`` (the statistics steps) also grad_max and grad_nonfinite."""
         grads = [p.grad for p in self.params]
         norms: list[torch.Tensor] = []
-        stats = {
-            "grad_norm": self._reduce(grads, lambda ts: torch._foreach_norm(ts, 2), norms),
-            "grad_max": self._reduce(grads, lambda ts: torch._foreach_norm(ts, float("inf"))),
-        }
+        stats = {"grad_norm": self._reduce(grads, lambda ts: torch._foreach_norm(ts, 2), norms)}
         # NaN in grad_norm means "no gradient"; the global norm uses only real gradients
         stats["global_norm"] = (
             torch.linalg.vector_norm(torch.cat(norms)) if norms else torch.tensor(float("nan"))
         )
         if full:
+            stats["grad_max"] = self._reduce(grads, lambda ts: torch._foreach_norm(ts, float("inf")))
             # x * 0 is 0 for finite x and NaN otherwise; the 0-"norm" counts non-zeros.
             stats["grad_nonfinite"] = self._reduce(
                 grads, lambda ts: torch._foreach_norm(torch._foreach_mul(ts, 0.0), 0)
