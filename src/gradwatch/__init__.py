@@ -31,6 +31,8 @@ _LAZY = {
     "schedules": "gradwatch.remedies.schedules",
     "architecture": "gradwatch.remedies.architecture",
     "trial": "gradwatch.trials:trial",
+    "calibrate_lr": "gradwatch.calibrate:calibrate_lr",
+    "Guard": "gradwatch.guard:Guard",
     "lab": "gradwatch.lab",
     "report": "gradwatch.report",
 }
