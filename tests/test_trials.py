@@ -1,0 +1,60 @@
+import math
+
+import torch
+from torch import nn
+
+import gradwatch as gw
+from gradwatch.trials import rank_remedies, trial
+
+
+def setup(lr):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X, y = torch.tensor(X / 16, dtype=torch.float32), torch.tensor(y)
+    g = torch.Generator().manual_seed(0)
+    batches = [(X[i], y[i]) for i in (torch.randint(0, len(X), (64,), generator=g) for _ in range(8))]
+    return model, opt, batches
+
+
+def test_trial_leaves_the_model_and_optimizer_untouched():
+    model, opt, batches = setup(lr=0.1)
+    before = [p.detach().clone() for p in model.parameters()]
+    state = opt.state_dict()
+    res = trial(model, opt, batches, ["reduce_lr", "clip_grad_norm", "no_such_remedy"], steps=10)
+    assert [r.remedy for r in res] == ["baseline", "reduce_lr", "clip_grad_norm", "no_such_remedy"]
+    assert res[3].error and math.isnan(res[3].loss)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert opt.state_dict() == state
+
+
+def test_same_arm_twice_gives_the_same_numbers():
+    model, opt, batches = setup(lr=0.1)
+    a = trial(model, opt, batches, [], steps=10)[0]
+    b = trial(model, opt, batches, [], steps=10)[0]
+    assert a.losses == b.losses
+
+
+def test_diagnosis_ranks_remedies_by_measured_effect(tmp_path):
+    model, opt, batches = setup(lr=20.0)
+    with gw.watch(model, opt, out=tmp_path, every=2):
+        for i in range(40):
+            x, y = batches[i % len(batches)]
+            loss = nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad(); loss.backward(); opt.step()
+    fresh, fresh_opt, _ = setup(lr=20.0)
+    d = gw.diagnose(tmp_path)
+    assert d.verdict == "unhealthy"
+    rank_remedies(d, fresh, fresh_opt, batches, steps=30)
+    tried = [r for f in d.findings for r in f.remedies if r.trial is not None]
+    assert tried, "some remedy was trialled"
+    for f in d.findings:
+        t = [r.trial for r in f.remedies if r.trial is not None]
+        improved = [x.after for x in t if x.improved]
+        assert improved == sorted(improved)  # improvements first, best first
+    lr_fix = next(r for f in d.findings for r in f.remedies if r.id == "reduce_lr")
+    assert lr_fix.trial.improved
+    assert "trial" in d.to_json()
