@@ -39,20 +39,18 @@ def load_data(seed: int = 0):
 
 
 def apply_remedy(model: nn.Module, remedy_id: str) -> nn.Module:
-    """Apply a prescribed remedy to a copy of the model (the demo knows the init/activation ones)."""
-    from . import remedies
+    """Apply a prescribed remedy to a copy of the model, exactly as its trial did."""
+    from .trials import build_arm
 
-    fixed = copy.deepcopy(model)
-    if remedy_id == "use_relu_with_he_init":
-        remedies.architecture.swap_activation(fixed, nn.Sigmoid, nn.ReLU, reinit=False)
-        remedies.init.apply(fixed, "auto")
-    elif remedy_id in ("use_he_init", "break_symmetry"):
-        remedies.init.apply(fixed, "auto")
-    elif remedy_id == "add_batchnorm":
-        fixed = remedies.architecture.insert_norm(fixed, norm="batch") or fixed
-    else:
-        raise ValueError(f"the demo cannot apply {remedy_id!r}")
-    return fixed
+    probe = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    return build_arm(remedy_id, model, probe, steps=1).model
+
+
+def batches_for_trials(data, n: int = 16, batch: int = 64, seed: int = 1):
+    """Fixed training batches the remedies are tried on."""
+    Xtr, ytr, _, _ = data
+    gen = torch.Generator().manual_seed(seed)
+    return [(Xtr[i], ytr[i]) for i in (torch.randint(0, len(Xtr), (batch,), generator=gen) for _ in range(n))]
 
 
 def train(model, data, out: Path, steps: int, label: str, progress, seed: int = 0):
@@ -99,10 +97,14 @@ def run_demo(out: str | Path = "gradwatch-runs/demo", steps: int = 300, console=
     console.rule("gradwatch demo: a 20-layer sigmoid network on digits")
     with Progress(console=console, transient=True) as progress:
         run_before, acc_before = train(broken, data, out / "before", steps, "training the broken network", progress)
-    diag_before = diagnose(run_before)
     print_layer_table(run_before, console=console)
+    console.print("trying the top remedies on copies of the network (same batches, same seed)…")
+    opt = torch.optim.SGD(initial.parameters(), lr=0.05, momentum=0.9)
+    diag_before = diagnose(run_before, trial=dict(model=initial, optimizer=opt, batches=batches_for_trials(data),
+                                                  steps=min(steps, 100)))
     print_diagnosis(diag_before, console=console, run=run_before)
-    remedy = next((r.id for f in diag_before.findings for r in f.remedies), None)
+    remedy = next((r.id for f in diag_before.findings if f.serious for r in f.remedies
+                   if r.trial is not None and r.trial.improved), None)
     result = {"accuracy_before": acc_before, "remedy": remedy, "report": None, "accuracy_after": None}
     if remedy is None:
         console.print("no remedy to apply: the run is healthy")

@@ -66,8 +66,15 @@ def _optimizer_factory(opt: torch.optim.Optimizer, lr_scale: float = 1.0, cls=No
     return lambda params: cls(params, **hyper)
 
 
-def _apply(remedy: str, model: nn.Module, opt: torch.optim.Optimizer, steps: int) -> Arm:
-    """Build the arm for a remedy id on a copy of the model (raises for unknown ids)."""
+def build_arm(remedy: str, model: nn.Module, opt: torch.optim.Optimizer, steps: int) -> Arm:
+    """A remedy applied to a copy of the model: the copy, its optimizer factory and loop extras.
+
+    Raises:
+        ValueError: no trial exists for this remedy id (see :data:`TRIABLE`).
+
+    Example:
+        >>> # arm = build_arm("use_he_init", model, opt, steps=50); arm.model is not model
+    """
     from . import remedies as R
 
     m = copy.deepcopy(model)
@@ -181,10 +188,10 @@ def trial(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Sequence,
     if not batches:
         raise ValueError("trial needs at least one (input, target) batch to train on")
     loss_fn = loss_fn or nn.functional.cross_entropy
-    results = [_run_arm("baseline", _apply("baseline", model, optimizer, steps), batches, loss_fn, steps, seed)]
+    results = [_run_arm("baseline", build_arm("baseline", model, optimizer, steps), batches, loss_fn, steps, seed)]
     for r in remedies:
         try:
-            arm = _apply(r, model, optimizer, steps)
+            arm = build_arm(r, model, optimizer, steps)
         except Exception as e:  # noqa: BLE001 - one remedy that does not fit must not stop the others
             nan = float("nan")
             results.append(TrialResult(r, nan, nan, nan, error=f"{type(e).__name__}: {e}"))
