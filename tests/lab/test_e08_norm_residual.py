@@ -1,0 +1,39 @@
+"""e08 norm-residual: a tiny run has the documented structure (not the verdict)."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from gradwatch.lab import e08_norm_residual as e08
+from gradwatch.lab.runner import run_experiment
+
+
+def test_tiny_run_structure(tmp_path):
+    cfg = e08.Config(depth=4, width=16, steps=6, every=3)
+    r = run_experiment(e08, config=cfg, out=tmp_path, quiet=True)
+    m = r.measurements
+    for key in ("log10_delta_ratio_init", "log10_delta_ratio_worst", "accuracy", "final_loss",
+                "cosine_last_block", "delta_profile_init"):
+        assert set(m[key]) == set(e08.VARIANTS), key
+    assert all(len(p) == 4 for p in m["delta_profile_init"].values())
+    # plain check, 4 per other variant (within 100x, trains better) and the BN mean-field check
+    assert len(r.checks) == 1 + 2 * 4 + 1
+    assert set(r.tables) == set(e08.VARIANTS)
+    assert r.tables["plain"]["support"] == 450
+    assert all((tmp_path / e08.NAME / f).exists() for f in r.figures) and r.figures
+    assert (tmp_path / e08.NAME / "result.json").exists()
+    assert (tmp_path / e08.NAME / "runs" / "residual").is_dir()
+
+
+def test_blocks_and_prediction():
+    torch.manual_seed(0)
+    net = e08.make_net("residual+bn", 3, 8, "tanh")
+    assert net(torch.randn(5, 64)).shape == (5, 10)
+    x = torch.randn(5, 8)
+    blk = e08.Block(8, "residual", "relu")
+    torch.nn.init.zeros_(blk.linear.weight), torch.nn.init.zeros_(blk.linear.bias)
+    assert torch.equal(blk(x), x)  # the identity shortcut
+    assert e08.bn_relu_prediction(1) == 0.0
+    with pytest.raises(ValueError, match="unknown variant"):
+        e08.make_net("weightnorm", 2, 8, "relu")
