@@ -35,9 +35,21 @@ class AutoWatch:
         **watch_kwargs: passed to :class:`Watcher` (``every``, ``stats``...).
     """
 
-    def __init__(self, out: str, **watch_kwargs: Any) -> None:
+    def __init__(self, out: str, remedy: str | None = None, max_steps: int | None = None,
+                 **watch_kwargs: Any) -> None:
+        from .inject import INJECTABLE, MODEL_REMEDIES, StepRemedy
+
+        if remedy is not None and remedy not in INJECTABLE:
+            raise ValueError(f"cannot apply {remedy!r} to a running script; these can: {', '.join(INJECTABLE)}")
         self.out = out
         self.watch_kwargs = watch_kwargs
+        if remedy == "guard":
+            self.watch_kwargs["guard"] = True
+        self.model_remedy = remedy if remedy in MODEL_REMEDIES else None
+        self.step_remedy = StepRemedy(remedy) if remedy is not None and remedy not in MODEL_REMEDIES \
+            and remedy != "guard" else None
+        self.max_steps = max_steps
+        self._remedied: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()
         self.watcher: Watcher | None = None
         self._roots: "weakref.WeakKeyDictionary[nn.Module, int]" = weakref.WeakKeyDictionary()
         self._depth = 0
@@ -52,6 +64,14 @@ class AutoWatch:
     def _pre(self, module, args):
         if self._depth == 0:
             self._roots[module] = self._roots.get(module, 0) + 1
+            if self.model_remedy and module not in self._remedied and torch.is_grad_enabled() \
+                    and any(p.requires_grad for p in module.parameters()):
+                from .inject import apply_to_model
+
+                apply_to_model(self.model_remedy, module)
+                for m in module.modules():
+                    self._remedied.add(m)
+                print(f"gradwatch: applied {self.model_remedy} to {type(module).__name__}", file=sys.stderr)
         self._depth += 1
 
     def _post(self, module, args, output):
@@ -63,7 +83,13 @@ class AutoWatch:
         self._module_handles = []
 
     def _on_step(self, optimizer, args, kwargs) -> None:
+        if self.step_remedy is not None:
+            self.step_remedy.before_step(optimizer)
         w = self.watcher
+        if w is not None and self.max_steps is not None and w.step >= self.max_steps:
+            from .inject import StopAfter
+
+            raise StopAfter(f"stopped after {self.max_steps} steps")
         if w is not None and (optimizer in w.optimizers or optimizer in self._ignored):
             return
         params = {id(p) for g in optimizer.param_groups for p in g["params"]}
@@ -74,7 +100,8 @@ class AutoWatch:
             return
         if w is None:
             self.watcher = Watcher(root, optimizer, out=self.out, first_stats_step=1, **self.watch_kwargs)
-            self._remove_module_hooks()
+            if not self.model_remedy:  # a model remedy still needs to see top-level calls
+                self._remove_module_hooks()
         elif root is w.model or params <= set(w._param_ids):
             w.add_optimizer(optimizer)
         else:

@@ -31,8 +31,9 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _finish(run_dir: Path, json_path: Optional[Path], report: bool = True) -> None:
-    """Diagnose a recorded run, print it, write report.html and the JSON."""
+def _finish(run_dir: Path, json_path: Optional[Path], report: bool = True, trial=None) -> None:
+    """Diagnose a recorded run (trying remedies when ``trial`` = (script, args, steps)), print
+    it, write report.html and the JSON."""
     from .diagnosis import diagnose
     from .record import load
     from .report.html import write_report
@@ -41,6 +42,8 @@ def _finish(run_dir: Path, json_path: Optional[Path], report: bool = True) -> No
     console = _stderr_console()
     run = load(run_dir)
     diagnosis = diagnose(run)
+    if trial is not None and diagnosis.verdict == "unhealthy":
+        _trial_remedies(diagnosis, run_dir, *trial, console=console)
     print_diagnosis(diagnosis, console=console, run=run)
     if report:
         path = write_report(run, diagnosis, run_dir / "report.html")
@@ -49,6 +52,36 @@ def _finish(run_dir: Path, json_path: Optional[Path], report: bool = True) -> No
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(diagnosis.to_json())
         console.print(f"diagnosis JSON: {json_path}", highlight=False)
+
+
+def _trial_remedies(diagnosis, run_dir: Path, script: Path, args: list[str], steps: int, console) -> None:
+    """Re-run the script once per candidate remedy (injected), K steps each, and rank them."""
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from .inject import INJECTABLE
+    from .script_trials import rank_into, trial_script
+
+    candidates = []
+    for f in diagnosis.findings:
+        if f.serious:
+            candidates += [r.id for r in f.remedies if r.id in INJECTABLE][:3]
+    candidates = list(dict.fromkeys(candidates))
+    if not candidates:
+        console.print("no remedy of these findings can be injected into a script; nothing to try")
+        return
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task(f"trying {len(candidates)} remedies, {steps} steps each", total=len(candidates) + 1)
+        arms = trial_script(script, args, candidates, steps, run_dir / "trials",
+                            progress=lambda: progress.advance(task))
+    rank_into(diagnosis, arms, steps)
+    table = Table(title=f"remedies tried on the script ({steps} steps each)")
+    for col in ("remedy", "loss at the end", "verdict", "still found", "seconds"):
+        table.add_column(col)
+    for a in arms:
+        table.add_row(a.remedy, f"{a.loss:.4g}", a.verdict if not a.error else f"failed: {a.error}",
+                      ", ".join(a.kinds) or "-", f"{a.seconds:.1f}")
+    console.print(table)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
@@ -60,14 +93,20 @@ def run(
     json_path: Optional[Path] = typer.Option(None, "--json", help="write the diagnosis as JSON here"),
     guard: bool = typer.Option(False, "--guard", help="skip exploding/non-finite steps, roll back on repeated failure"),
     every: int = typer.Option(10, "--every", help="steps between the slow statistics (δ, activations, updates)"),
+    remedy: Optional[str] = typer.Option(None, "--remedy", help="apply a remedy to the running script (e.g. use_he_init, reduce_lr)"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="stop the script after this many optimizer steps"),
+    trial: bool = typer.Option(False, "--trial", help="re-run the script with each top remedy injected and rank them"),
+    trial_steps: int = typer.Option(200, "--trial-steps", help="optimizer steps per trial run"),
 ) -> None:
     """Run SCRIPT [ARGS...] with every optimizer and module watched, then diagnose it."""
     from .runscript import ScriptNotFound, run_script
 
     if every < 1:
         _fail(f"--every must be at least 1, got {every}")
+    if steps is not None and steps < 1:
+        _fail(f"--steps must be at least 1, got {steps}")
     out = out or Path("gradwatch-runs") / f"{script.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    kwargs = {"every": every}
+    kwargs = {"every": every, "remedy": remedy, "max_steps": steps}
     if guard:
         kwargs["guard"] = True
     try:
@@ -81,7 +120,7 @@ def run(
             "gradwatch: the script never stepped an optimizer, so there is nothing to diagnose", highlight=False)
         raise typer.Exit(status)
     try:
-        _finish(out, json_path)
+        _finish(out, json_path, trial=(script, list(ctx.args), min(trial_steps, watcher.step)) if trial else None)
     except Exception as e:  # noqa: BLE001 - the script's status matters more than ours
         _stderr_console().print(f"[red]gradwatch: diagnosis failed: {e}[/]", highlight=False)
         if status == 0:

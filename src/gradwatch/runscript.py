@@ -19,6 +19,7 @@ import traceback
 from pathlib import Path
 
 from .autowatch import AutoWatch
+from .inject import StopAfter
 from .watcher import Watcher
 
 
@@ -50,6 +51,8 @@ def run_script(script: str | os.PathLike, args: list[str], out: str | os.PathLik
         runpy.run_path(str(path), run_name="__main__")
     except SystemExit as e:
         status = _exit_code(e.code)
+    except StopAfter:
+        status = 0  # a trial's step budget, not a crash
     except KeyboardInterrupt as e:
         traceback.print_exc()
         aw.note_crash(e)
