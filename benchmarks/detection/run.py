@@ -86,6 +86,7 @@ def run_case(case: Case, runs: Path, exe: str, timeout: float) -> Result:
 
 
 def fmt_ratio(x: float | None) -> str:
+    """A ratio with two decimals, or an em dash when undefined (no TP+FP or TP+FN)."""
     return "—" if x is None else f"{x:.2f}"
 
 
