@@ -61,6 +61,9 @@ def _backward_with_loss_capture(self, *args, **kwargs):
 
 def _patch_backward(on: bool) -> None:
     torch.Tensor.backward = _backward_with_loss_capture if on else _ORIGINAL_BACKWARD
+    from .integrations import amp  # GradScaler: unscaled loss and δ, skipped steps as events
+
+    amp.patch(on)
 
 
 def _default_out() -> Path:
@@ -94,6 +97,9 @@ class Watcher:
         >>> # w = Watcher(model, opt, out="runs/a"); ...; w.detach()
     """
 
+    #: where records go; a subclass may substitute (a distributed rank that does not write)
+    store_class: type = RunStore
+
     def __init__(
         self,
         model: nn.Module,
@@ -111,6 +117,9 @@ class Watcher:
         guard: "bool | Guard" = False,
     ) -> None:
         _validate_model(model)
+        from .integrations.compiled import unwrap
+
+        model, compiled = unwrap(model)  # torch.compile: watch the module it wraps; note what is seen
         if stats not in ("default", "all"):
             raise WatchError(f"stats must be 'default' or 'all', got {stats!r}")
         if not isinstance(every, int) or every < 1:
@@ -124,6 +133,7 @@ class Watcher:
         self.every = 1 if stats == "all" else every
         self.full = stats == "all"
         self._stats_offset = int(first_stats_step)
+        self._forced_stats: set[int] = set()
         self.flush_every = max(1, int(flush_every))
         self.flush_seconds = flush_seconds
         self.out = Path(out) if out is not None else _default_out()
@@ -136,7 +146,11 @@ class Watcher:
         self._param_ids = {id(p): i for i, (_, p) in enumerate(named)}
         self.tensors = TensorStats([p for _, p in named])
         self.probe = ModuleProbe(model, dead_window=dead_window)
-        self.store = RunStore(self.out, precision=precision)
+        self.module_stats = compiled is None or compiled["module_stats"]
+        self.store = self.store_class(self.out, precision=precision)
+        if compiled is not None:
+            self.store.set_meta(compiled=compiled)
+            self.store.event(0, "compiled", compiled)
         self._write_module_layout()
         self.store.set_meta(
             gradwatch=_version(), torch=torch.__version__, started=time.time(), argv=sys.argv,
@@ -151,6 +165,7 @@ class Watcher:
         self._last_flush = time.monotonic()
         self._last_step_end = time.perf_counter()
         self._loss_graph_saved = False
+        self._loss_scale: torch.Tensor | None = None  # GradScaler's factor in this step's backward
         self._in_backward = False
         self._closed = False
 
@@ -196,13 +211,18 @@ class Watcher:
 
     # ------------------------------------------------------------ step cycle
     def _stat_step(self, step: int) -> bool:
+        if step in self._forced_stats:
+            return True
         return step >= self._stats_offset and (step - self._stats_offset) % self.every == 0
 
     def _begin_step(self) -> None:
-        if self._stat_step(self.step):
+        if self._stat_step(self.step) and self.module_stats:
             self.probe.arm()
 
-    def _before_step(self, optimizer=None, args=None, kwargs=None) -> None:
+    def _before_step(self, optimizer=None, args=None, kwargs=None):
+        wrapped = _measure_after_closure(self, args, kwargs)
+        if wrapped is not None:
+            return wrapped
         stat = self._stat_step(self.step)
         rec = self.tensors.grad_stats(full=self.full or stat)
         if stat:
@@ -218,8 +238,23 @@ class Watcher:
             self.guard.after_step(self.step, self.tensors.params, self.optimizers, self._guard_event)
         self._end_step()
 
+    def _scaler_skipped(self, scale: torch.Tensor) -> None:
+        """GradScaler found Inf/NaN in the scaled gradients and did not step the optimizer: not an
+        optimizer step (no row, no statistics) but an ``amp_skip`` event; what the skipped
+        backward measured is dropped, so no rule takes the overflow for an explosion."""
+        self.store.event(self.step, "amp_skip", {
+            "loss_scale": float(scale),
+            "reason": "GradScaler found Inf/NaN in the scaled gradients; optimizer.step() skipped, scale reduced"})
+        self._losses = []
+        self._loss_scale = None
+        self._current = None
+        if self.probe.armed:
+            self.probe.collect()
+
     def _guard_event(self, kind: str, detail: dict[str, Any]) -> None:
         self.store.event(self.step, kind, detail)
+        if kind == "guard_skip":  # look closely at the next step: which module makes the NaN
+            self._forced_stats.add(self.step + 1)
 
     def _on_root_output(self, module, args, output) -> None:
         # no optimizer: the step ends when the backward pass through the model ends
@@ -252,6 +287,10 @@ class Watcher:
             if upd is not None:
                 vectors["update_norm"] = upd
             mod_vectors, calls = self.probe.collect()
+            if self._loss_scale is not None:  # δ of a GradScaler-scaled loss: divide the scale out
+                if "delta" in mod_vectors:
+                    mod_vectors["delta"] = mod_vectors["delta"] / self._loss_scale
+                calls = [(m, v / self._loss_scale) for m, v in calls]
             vectors.update(mod_vectors)
             if not self._stat_step(self.step + 1):
                 self.probe.disarm()
@@ -260,6 +299,7 @@ class Watcher:
         now = time.perf_counter()
         loss = torch.stack(self._losses).float().mean() if self._losses else None
         self._losses = []
+        self._loss_scale = None
         record = {
             "step": self.step, "time": time.time(), "loss": loss,
             "grad_norm": rec.get("global_norm"), "step_time": now - self._last_step_end,
@@ -294,7 +334,12 @@ class Watcher:
     def _saw_loss(self, loss: torch.Tensor) -> None:
         if self._closed:
             return
-        self._losses.append(loss.detach().reshape(()))
+        value = loss.detach().reshape(())
+        scale = getattr(loss, "_gradwatch_loss_scale", None)  # set by GradScaler.scale (integrations.amp)
+        if scale is not None:
+            value = value.float() / scale
+            self._loss_scale = scale
+        self._losses.append(value)
         self._log_target = None  # a new step is in progress
         if not self._loss_graph_saved and loss.grad_fn is not None:
             self._loss_graph_saved = True
@@ -439,6 +484,31 @@ def _validate_model(model: Any) -> None:
             "every parameter of the model is frozen (requires_grad=False); nothing trains, so "
             "there is nothing to watch — unfreeze the layers you train"
         )
+
+
+def _measure_after_closure(watcher: Watcher, args, kwargs):
+    """``opt.step(closure)`` (Lightning's default loop, LBFGS): the gradients exist only once the
+    closure has run its backward — and, in Lightning, its clipping. Returns the step's
+    ``(args, kwargs)`` with a closure that measures on its first call, before the update (None
+    when there is no closure)."""
+    args, kwargs = tuple(args or ()), dict(kwargs or {})  # args[0] is the optimizer itself
+    closure = kwargs.get("closure") if kwargs.get("closure") is not None else (args[1] if len(args) > 1 else None)
+    if not callable(closure):
+        return None
+    calls = []
+
+    def measured():
+        out = closure()
+        if not calls:
+            calls.append(1)
+            watcher._before_step()
+        return out
+
+    if kwargs.get("closure") is not None:
+        kwargs["closure"] = measured
+    else:
+        args = args[:1] + (measured,) + args[2:]
+    return args, kwargs
 
 
 def _graph_names(fn, depth: int = 8, limit: int = 24) -> list[str]:
