@@ -71,9 +71,10 @@ MODULE_METRICS = {
     "act_zero": "fraction of activations exactly zero",
     "act_silent": "fraction of units that never fired (>0) in this batch",
     "act_dead": "fraction of units that never fired over the dead-unit window",
-    "act_nonfinite": "count of non-finite activation entries",
+    "act_nonfinite": "count of non-finite entries in the module's output (every module)",
     "act_identical": "fraction of units whose output equals another unit's on this batch",
     "calls": "number of times the module ran in the step",
+    "order": "position of the module's first output in the step's forward pass (0 = first)",
 }
 
 _SCHEMA_SQL = """

@@ -134,6 +134,7 @@ class Watcher:
         self.full = stats == "all"
         self._stats_offset = int(first_stats_step)
         self._forced_stats: set[int] = set()
+        self.trace_steps = 50  # after a guard skip, all statistics for this many steps
         self.flush_every = max(1, int(flush_every))
         self.flush_seconds = flush_seconds
         self.out = Path(out) if out is not None else _default_out()
@@ -253,8 +254,8 @@ class Watcher:
 
     def _guard_event(self, kind: str, detail: dict[str, Any]) -> None:
         self.store.event(self.step, kind, detail)
-        if kind == "guard_skip":  # look closely at the next step: which module makes the NaN
-            self._forced_stats.add(self.step + 1)
+        if kind == "guard_skip":  # look closely for a while: which module makes the NaN
+            self._forced_stats.update(range(self.step + 1, self.step + 1 + self.trace_steps))
 
     def _on_root_output(self, module, args, output) -> None:
         # no optimizer: the step ends when the backward pass through the model ends

@@ -44,6 +44,15 @@ def check(ctx: Context, growth_orders: float = 1.0) -> list[Finding]:
     loss_step = ctx.first_nonfinite_step
     g_step, g_params = _first_bad_row(ctx.run.series("grad_norm"))
     a_step, a_mods = _first_positive(ctx.run.series("act_nonfinite"))
+    # the first place is the earliest leaf module (registration ≈ forward order), not its containers
+    kinds = dict(zip(ctx.run.modules["name"], ctx.run.modules["kind"]))
+    leaves = [m for m in a_mods if m and kinds.get(m) not in ("container", None)]
+    a_mods = leaves or a_mods
+    if a_step is not None:
+        order = ctx.run.series("order")
+        if a_step in order.index:
+            pos = order.loc[a_step]
+            a_mods.sort(key=lambda m: pos.get(m, np.inf) if np.isfinite(pos.get(m, np.nan)) else np.inf)
     w_step, w_params = _first_bad_row(ctx.run.series("weight_norm"))
     ev = ctx.run.events
     crash = ev[ev["kind"] == "crash"] if len(ev) else ev
@@ -85,7 +94,12 @@ def check(ctx: Context, growth_orders: float = 1.0) -> list[Finding]:
         remedies = ["check_loss_inputs", "guard", "clip_grad_norm", "reduce_lr"]
     shown = layers or checked
     name_part = f" ({', '.join(shown[:3])}" + (" …)" if len(shown) > 3 else ")") if shown else ""
+    origin = ""
+    if a_step is not None and a_mods and a_step != first:
+        origin = f"; the first module whose output was NaN/Inf (step {a_step}) is {a_mods[0]}"
+        evidence["first_nonfinite_module"] = {"step": a_step, "module": a_mods[0]}
+        layers = [a_mods[0]] + [n for n in layers if n != a_mods[0]]
     return [Finding(
         kind="nonfinite", severity="critical", first_step=first, layers=layers,
-        summary=f"NaN/Inf first appeared at step {first} in the {where}{name_part}, {story}",
+        summary=f"NaN/Inf first appeared at step {first} in the {where}{name_part}, {story}{origin}",
         evidence=evidence, causes=causes, remedies=prescribe_all(remedies))]

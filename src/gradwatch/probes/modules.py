@@ -89,6 +89,7 @@ class ModuleProbe:
         self._time: dict[int, list[torch.Tensor]] = defaultdict(list)
         self._act: dict[int, dict[str, list[torch.Tensor]]] = defaultdict(lambda: defaultdict(list))
         self._producer: dict[int, int] = {}
+        self._order: dict[int, int] = {}
         self._stack: list[int] = []
         self.root_calls = 0
 
@@ -167,6 +168,8 @@ class ModuleProbe:
     def _record(self, mid: int, out: torch.Tensor, act: str) -> None:
         k = self._calls[mid]
         self._calls[mid] = k + 1
+        if k == 0:
+            self._order[mid] = len(self._order)  # forward order of first outputs
         self._producer[id(out)] = mid
         if out.requires_grad:
             out.register_hook(lambda g: self._delta[mid].append(
@@ -176,6 +179,8 @@ class ModuleProbe:
             acc = self._act[mid]
             for key, v in stats.items():
                 acc[key].append(v)
+        elif out.is_floating_point():  # every module: where did NaN/Inf first appear?
+            self._act[mid]["act_nonfinite"].append((~torch.isfinite(out.detach())).sum().float())
 
     def _on_functional(self, name: str, inp: Any, out: torch.Tensor) -> None:
         if self._stack and self.entries[self._stack[-1]]["kind"] == "activation":
@@ -214,6 +219,8 @@ class ModuleProbe:
             calls.append((mid, torch.stack([s.to(dev) for s in seqs]).mean(0)))
         for mid, count in self._calls.items():
             vals["calls"][mid] = torch.tensor(float(count), device=dev)
+        for mid, pos in self._order.items():
+            vals["order"][mid] = torch.tensor(float(pos), device=dev)
         for mid, acc in self._act.items():
             for key in _STAT_KEYS:
                 if acc.get(key):
