@@ -1,0 +1,122 @@
+"""PyTorch Lightning: ``GradwatchCallback``, a thin adapter over the watcher.
+
+Example:
+    >>> # trainer = L.Trainer(callbacks=[GradwatchCallback()]); trainer.fit(model, data)
+    >>> # -> <log_dir>/gradwatch/run.db and report.html; gradwatch/* metrics in the logger
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+from ..watcher import Watcher
+from .summary import Summary, finish
+
+
+class GradwatchCallback(pl.Callback):
+    """Watch a Lightning fit: record every optimizer step, diagnose at the end of training,
+    write the report next to the Lightning logs and log the headline numbers to the loggers.
+
+    **Which gradients.** The watcher reads the gradients from the torch optimizer's own step
+    hooks, at the moment the optimizer reads them: after the backward of every accumulated
+    micro-batch, after AMP unscaling (``precision="16-mixed"``) and after Lightning's gradient
+    clipping (``gradient_clip_val``). That is later than Lightning's ``on_before_optimizer_step``
+    hook, which sees them unscaled but *before* clipping. Steps the GradScaler skips (Inf/NaN
+    found) are recorded as ``amp_skip`` events, not steps. The recorded loss of a step is the
+    loss its optimizer step minimises: the sum of the micro-batch losses Lightning divided by
+    ``accumulate_grad_batches``.
+
+    Args:
+        out: run directory (default ``<trainer.log_dir>/gradwatch``).
+        every: slow statistics (δ, activations, updates) every ``every`` steps.
+        guard: ``True`` or a :class:`~gradwatch.guard.Guard`: skip non-finite or exploding steps.
+        report: write ``report.html`` at the end of training.
+        quiet: do not print the diagnosis.
+        **watch_kwargs: passed to :class:`~gradwatch.watcher.Watcher` (``stats``, ``precision``…).
+
+    Attributes:
+        watcher: the live watcher during ``fit`` (None before and after).
+        summary: the :class:`~gradwatch.integrations.summary.Summary` after ``fit``.
+
+    Example:
+        >>> # cb = GradwatchCallback(every=20, guard=True)
+        >>> # L.Trainer(callbacks=[cb], gradient_clip_val=1.0).fit(model, loader)
+        >>> # cb.summary.diagnosis.verdict
+    """
+
+    def __init__(self, out: str | os.PathLike | None = None, every: int = 10, guard: bool = False,
+                 report: bool = True, quiet: bool = False, **watch_kwargs: Any) -> None:
+        super().__init__()
+        self.out = out
+        self.every = every
+        self.guard = guard
+        self.report = report
+        self.quiet = quiet
+        self.watch_kwargs = watch_kwargs
+        self.watcher: Watcher | None = None
+        self.summary: Summary | None = None
+        self._micro: list[torch.Tensor] = []
+        self._step_at_batch_start = 0
+
+    def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        out = Path(self.out) if self.out is not None else Path(trainer.log_dir or trainer.default_root_dir) / "gradwatch"
+        opts = list(trainer.optimizers)
+        kwargs = dict(out=out, every=self.every, guard=self.guard, **self.watch_kwargs)
+        if trainer.world_size > 1:
+            from .distributed import DistributedWatcher as cls
+        else:
+            cls = Watcher
+        self.watcher = cls(pl_module, opts[0] if opts else None, **kwargs)
+        for opt in opts[1:]:
+            self.watcher.add_optimizer(opt)
+        self.watcher.set_meta(framework={"name": "lightning", "version": pl.__version__,
+                                         "precision": str(trainer.precision),
+                                         "accumulate_grad_batches": trainer.accumulate_grad_batches,
+                                         "gradient_clip_val": trainer.gradient_clip_val})
+
+    def on_train_batch_start(self, trainer, pl_module, batch: Any, batch_idx: int) -> None:
+        if self.watcher is not None:
+            self._step_at_batch_start = self.watcher.step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs: Any, batch: Any, batch_idx: int) -> None:
+        w = self.watcher
+        if w is None:
+            return
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if isinstance(loss, torch.Tensor) and loss.numel() == 1:
+            self._micro.append(loss.detach().reshape(()))
+        if w.step != self._step_at_batch_start:  # the optimizer stepped at the end of this batch
+            if self._micro:
+                w.log(loss=torch.stack(self._micro).sum())
+            self._micro = []
+        elif (batch_idx + 1) % max(1, trainer.accumulate_grad_batches) == 0:
+            self._micro = []  # a step was due but did not happen (GradScaler skip): start afresh
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if self.watcher is not None:
+            self.watcher.record_crash(exception)
+            self._finish(trainer)
+
+    def on_train_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        self._finish(trainer)
+
+    def _finish(self, trainer: "pl.Trainer") -> None:
+        w, self.watcher = self.watcher, None
+        if w is None:
+            return
+        w.detach()
+        if not trainer.is_global_zero:
+            self.summary = getattr(w, "summary", None)
+            return
+        self.summary = getattr(w, "summary", None) or finish(w.out, report=self.report, quiet=self.quiet)
+        for logger in trainer.loggers:
+            logger.log_metrics(self.summary.metrics, step=trainer.global_step)
+            logger.save()
+
+
+__all__ = ["GradwatchCallback"]
