@@ -99,6 +99,9 @@ class Watcher:
 
     #: where records go; a subclass may substitute (a distributed rank that does not write)
     store_class: type = RunStore
+    #: how the losses of a step's backward passes combine: "mean", or "sum" where the framework
+    #: divides each micro-batch loss by the accumulation steps (Lightning, the HF Trainer)
+    loss_reduction: str = "mean"
 
     def __init__(
         self,
@@ -298,7 +301,9 @@ class Watcher:
             if self.probe.layout_changed:
                 self._write_module_layout()
         now = time.perf_counter()
-        loss = torch.stack(self._losses).float().mean() if self._losses else None
+        loss = torch.stack(self._losses).float() if self._losses else None
+        if loss is not None:
+            loss = loss.sum() if self.loss_reduction == "sum" else loss.mean()
         self._losses = []
         self._loss_scale = None
         record = {
