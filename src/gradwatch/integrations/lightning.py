@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-import torch
 
 from ..watcher import Watcher
 from .summary import Summary, finish
@@ -60,8 +59,6 @@ class GradwatchCallback(pl.Callback):
         self.watch_kwargs = watch_kwargs
         self.watcher: Watcher | None = None
         self.summary: Summary | None = None
-        self._micro: list[torch.Tensor] = []
-        self._step_at_batch_start = 0
 
     def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         out = Path(self.out) if self.out is not None else Path(trainer.log_dir or trainer.default_root_dir) / "gradwatch"
@@ -72,30 +69,13 @@ class GradwatchCallback(pl.Callback):
         else:
             cls = Watcher
         self.watcher = cls(pl_module, opts[0] if opts else None, **kwargs)
+        self.watcher.loss_reduction = "sum"  # Lightning divides each micro-batch loss by the accumulation
         for opt in opts[1:]:
             self.watcher.add_optimizer(opt)
         self.watcher.set_meta(framework={"name": "lightning", "version": pl.__version__,
                                          "precision": str(trainer.precision),
                                          "accumulate_grad_batches": trainer.accumulate_grad_batches,
                                          "gradient_clip_val": trainer.gradient_clip_val})
-
-    def on_train_batch_start(self, trainer, pl_module, batch: Any, batch_idx: int) -> None:
-        if self.watcher is not None:
-            self._step_at_batch_start = self.watcher.step
-
-    def on_train_batch_end(self, trainer, pl_module, outputs: Any, batch: Any, batch_idx: int) -> None:
-        w = self.watcher
-        if w is None:
-            return
-        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        if isinstance(loss, torch.Tensor) and loss.numel() == 1:
-            self._micro.append(loss.detach().reshape(()))
-        if w.step != self._step_at_batch_start:  # the optimizer stepped at the end of this batch
-            if self._micro:
-                w.log(loss=torch.stack(self._micro).sum())
-            self._micro = []
-        elif (batch_idx + 1) % max(1, trainer.accumulate_grad_batches) == 0:
-            self._micro = []  # a step was due but did not happen (GradScaler skip): start afresh
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         if self.watcher is not None:
