@@ -77,7 +77,7 @@ def lsuv_(net: nn.Sequential, x: torch.Tensor, tol: float = 0.1, iters: int = 10
     ``iters`` times). Returns each Linear's output variance after the procedure.
 
     Example:
-        >>> torch.manual_seed(0); net = make_net("relu", 4, 32)
+        >>> _ = torch.manual_seed(0); net = make_net("relu", 4, 32)
         >>> all(abs(v - 1) < 0.1 for v in lsuv_(net, torch.randn(256, 64)))
         True
     """
@@ -110,7 +110,7 @@ def init_(net: nn.Sequential, policy: str, activation: str, x: torch.Tensor, con
 
     Example:
         >>> net = make_net("relu", 2, 8); init_(net, "zero", "relu", torch.randn(4, 64), Config())
-        >>> float(net[0].weight.abs().sum())
+        >>> float(net[0].weight.detach().abs().sum())
         0.0
     """
     if policy == "lsuv":
