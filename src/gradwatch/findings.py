@@ -28,6 +28,7 @@ KINDS = (
     "symmetric_weights",
     "learning_rate_too_high",
     "learning_rate_too_low",
+    "unsynced_gradients",  # data-parallel ranks whose gradients differ after the all-reduce
 )
 SEVERITIES = ("info", "warning", "critical")
 

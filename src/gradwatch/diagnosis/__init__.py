@@ -12,6 +12,7 @@ from typing import Callable
 from ..findings import Diagnosis, Finding
 from ..record import Run, load
 from . import dead_units, exploding, learning_rate, nonfinite, saturation, symmetry, vanishing
+from . import unsynced
 from .context import Context
 
 Rule = Callable[[Context], list[Finding]]
@@ -26,6 +27,7 @@ RULES: dict[str, Rule] = {
     "saturated_activations": saturation.check,
     "learning_rate_too_high": learning_rate.check_high,
     "learning_rate_too_low": learning_rate.check_low,
+    "unsynced_gradients": unsynced.check,
 }
 _RANK = {"critical": 0, "warning": 1, "info": 2}
 
