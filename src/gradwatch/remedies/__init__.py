@@ -31,7 +31,7 @@ from .residual import Residual, ReZero
 from .rules import delta_orthogonal_
 from .schedules import (RangeTestResult, linear_warmup, lr_range_test, to_lambda_lr, warmup_cosine,
                         warmup_inverse_sqrt, warmup_linear_decay)
-from .transform import GradientTransform
+from .transform import GradientTransform, flatten_info, log_sink
 
 init_model = init.apply  # ``gw.remedies.init_model(model, "auto")`` is ``gw.init.apply(model, "auto")``
 
@@ -42,7 +42,7 @@ __all__ = [
     "following_modules", "final_layer", "critical_sigma_w2", "critical_point", "chi1", "fixed_point_q",
     "gaussian_moments", "delta_orthogonal_", "Residual", "ReZero",
     # clip
-    "GradientTransform", "chain", "attach", "clip_by_value", "clip_by_global_norm", "autoclip", "zscore_clip",
+    "GradientTransform", "chain", "attach", "log_sink", "flatten_info", "clip_by_value", "clip_by_global_norm", "autoclip", "zscore_clip",
     "adaptive_grad_clip", "skip_nonfinite", "final_layer_params", "unitwise_norm",
     # schedules
     "linear_warmup", "warmup_cosine", "warmup_linear_decay", "warmup_inverse_sqrt", "to_lambda_lr",

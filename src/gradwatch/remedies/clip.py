@@ -30,7 +30,7 @@ from typing import NamedTuple
 import torch
 
 from .transform import (EmptyState, GradientTransform, Info, Params, Sink, attach, chain,  # noqa: F401
-                        foreach_ok, named_params, with_grads)
+                        flatten_info, foreach_ok, log_sink, named_params, with_grads)
 
 
 def grads_of(params: Params) -> list[torch.Tensor]:

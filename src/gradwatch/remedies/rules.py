@@ -67,23 +67,28 @@ def _fmt(x: float) -> str:
 
 
 def zeros_rule() -> Rule:
+    """All zeros (every unit identical: kept for teaching)."""
     return lambda w: (nn.init.zeros_(w), "zeros_")[1]
 
 
 def normal_rule(scale: float, gen=None) -> Rule:
+    """N(0, scale²)."""
     return lambda w: (nn.init.normal_(w, 0.0, scale, generator=gen), f"normal_(std={_fmt(scale)})")[1]
 
 
 def uniform_rule(scale: float, gen=None) -> Rule:
+    """U(−scale, scale)."""
     return lambda w: (nn.init.uniform_(w, -scale, scale, generator=gen), f"uniform_(±{_fmt(scale)})")[1]
 
 
 def xavier_rule(gain: float = 1.0, dist: str = "normal", gen=None) -> Rule:
+    """Var = gain²·2/(fan_in + fan_out) (Glorot & Bengio 2010)."""
     fn = nn.init.xavier_normal_ if dist == "normal" else nn.init.xavier_uniform_
     return lambda w: (fn(w, gain=gain, generator=gen), f"{fn.__name__}(gain={_fmt(gain)})")[1]
 
 
 def he_rule(a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "relu", dist: str = "normal", gen=None) -> Rule:
+    """Var = gain²/fan with gain = √(2/(1+a²)) for (leaky) ReLU (He et al. 2015)."""
     fn = nn.init.kaiming_normal_ if dist == "normal" else nn.init.kaiming_uniform_
     if a and nonlinearity == "relu":
         nonlinearity = "leaky_relu"
@@ -95,6 +100,7 @@ def he_rule(a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "relu", di
 
 
 def orthogonal_rule(gain: float = 1.0, gen=None, delta: bool = False) -> Rule:
+    """Orthogonal times gain (Saxe et al. 2014); delta-orthogonal for conv kernels when ``delta``."""
     def rule(w: torch.Tensor) -> str:
         if delta and w.dim() >= 3:
             delta_orthogonal_(w, gain, gen)

@@ -156,6 +156,38 @@ def chain(*transforms: GradientTransform, sink: Sink | None = None) -> GradientT
     return GradientTransform(f"chain({', '.join(t.name for t in transforms)})", init, update, sink)
 
 
+def flatten_info(info: Info, prefix: str = "") -> dict[str, Any]:
+    """A chain's nested info as one level: ``{"clip_by_global_norm.norm": …}``; lists and None
+    are dropped, tensors stay tensors.
+
+    Example:
+        >>> flatten_info({"a": {"norm": 1.0, "excluded": ["x"]}, "step": 3}, "clip.")
+        {'clip.a.norm': 1.0, 'clip.step': 3}
+    """
+    out: dict[str, Any] = {}
+    for k, v in info.items():
+        if isinstance(v, dict):
+            out.update(flatten_info(v, f"{prefix}{k}."))
+        elif isinstance(v, (torch.Tensor, int, float, bool)):
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def log_sink(log: Callable[..., None], prefix: str = "clip.") -> Sink:
+    """A sink that passes every info, flattened, as scalars to ``log(**scalars)`` — e.g. the
+    watcher's ``w.log``, which keeps tensors on the device until its batched flush.
+
+    Example:
+        >>> seen = []
+        >>> sink = log_sink(lambda **kw: seen.append(kw))
+        >>> sink({"norm": 2.0, "clipped": True, "step": 0}); seen
+        [{'clip.norm': 2.0, 'clip.clipped': True}]
+    """
+    def sink(info: Info) -> None:
+        log(**{k: v for k, v in flatten_info(info, prefix).items() if not k.endswith(".step")})
+    return sink
+
+
 def attach(optimizer: torch.optim.Optimizer, transform: GradientTransform, params: Params | None = None):
     """Run ``transform`` on the gradients before every ``optimizer.step()``.
 
