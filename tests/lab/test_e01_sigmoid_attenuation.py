@@ -7,6 +7,7 @@ from gradwatch.lab import e01_sigmoid_attenuation as e01
 from gradwatch.lab.runner import run_experiment
 
 
+@pytest.mark.slow
 def test_tiny_run_structure(tmp_path):
     cfg = e01.Config(hidden_layers=(2, 4, 6), width=8, steps=6, every=3)
     r = run_experiment(e01, config=cfg, out=tmp_path, quiet=True)

@@ -7,6 +7,7 @@ from gradwatch.lab import e02_saturation as e02
 from gradwatch.lab.runner import run_experiment
 
 
+@pytest.mark.slow
 def test_tiny_run_structure(tmp_path):
     cfg = e02.Config(hidden=3, width=8, epochs=2, measure_every=40, every=20, fixed_inputs=20)
     r = run_experiment(e02, config=cfg, out=tmp_path, quiet=True)

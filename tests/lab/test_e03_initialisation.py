@@ -9,6 +9,7 @@ from gradwatch.lab import e03_initialisation as e03
 from gradwatch.lab.runner import run_experiment
 
 
+@pytest.mark.slow
 def test_tiny_run_structure(tmp_path):
     inits = ("zero", "normal", "xavier", "he", "lsuv")
     cfg = e03.Config(depths=(3, 30), tanh_depths=(3,), inits=inits, width=8, steps=4, every=2)

@@ -9,6 +9,7 @@ from gradwatch.lab import e05_edge_of_chaos as e05
 from gradwatch.lab.runner import run_experiment
 
 
+@pytest.mark.slow
 def test_tiny_run_structure(tmp_path):
     cfg = e05.Config(sigma_w2=(0.5, 1.75, 4.0), depths=(2, 4), width=8, steps=4, every=2)
     r = run_experiment(e05, config=cfg, out=tmp_path, quiet=True)
