@@ -3,8 +3,8 @@
 Plain MLPs (width 128 in quick mode, 256 in full; ReLU and tanh) at depths 10, 22, 30, 50 are
 initialised seven ways — zero, small random N(0, 0.01²), N(0, 1), Xavier (Glorot & Bengio 2010),
 He (He et al. 2015), orthogonal (Saxe et al. 2014, gain √2 for ReLU, 5/3 for tanh) and LSUV
-(Mishkin & Matas 2016) — and trained with SGD + momentum on standardized digits, every run
-recorded by the watcher. Xavier's variance is half of He's per ReLU layer, so the forward signal
+(Mishkin & Matas 2016), all through ``gradwatch.remedies.init.apply`` — and trained with SGD +
+momentum on standardized digits, every run recorded by the watcher. Xavier's variance is half of He's per ReLU layer, so the forward signal
 shrinks like 2^(−L/2) and a 30-layer net's output carries no information: the loss stays at ln 10.
 Zero init makes every unit of a layer identical for ever (the watcher's identical_frac), and
 N(0, 1) multiplies the signal by ≈√(n/2) per layer until it overflows.
@@ -68,80 +68,50 @@ def make_net(activation: str, depth: int, width: int, inputs: int = 64, classes:
     return nn.Sequential(*layers)
 
 
-@torch.no_grad()
-def lsuv_(net: nn.Sequential, x: torch.Tensor, tol: float = 0.1, iters: int = 10) -> list[float]:
-    """Layer-sequential unit-variance init (Mishkin & Matas 2016, Alg. 1), in place.
-
-    Orthonormal weights first, then, layer by layer from the input, divide W by the standard
-    deviation of the layer's output on the batch ``x`` until ``|Var − 1| < tol`` (at most
-    ``iters`` times). Returns each Linear's output variance after the procedure.
-
-    Example:
-        >>> _ = torch.manual_seed(0); net = make_net("relu", 4, 32)
-        >>> all(abs(v - 1) < 0.1 for v in lsuv_(net, torch.randn(256, 64)))
-        True
-    """
-    linears = [m for m in net if isinstance(m, nn.Linear)]
-    for m in linears:
-        nn.init.orthogonal_(m.weight)
-        nn.init.zeros_(m.bias)
-    out = []
-    for layer in linears:
-        for _ in range(iters):
-            var = _output_of(net, layer, x).var().item()
-            if not math.isfinite(var) or var == 0 or abs(var - 1) < tol:
-                break
-            layer.weight.div_(math.sqrt(var))
-        out.append(_output_of(net, layer, x).var().item())
-    return out
+#: lab name -> (gradwatch.remedies.init policy, its options); orthogonal's gain is set per activation
+POLICIES = {
+    "zero": ("zeros", {}),
+    "small": ("normal", {"scale": 0.01}),
+    "normal": ("normal", {"scale": 1.0}),
+    "xavier": ("xavier_normal", {"gain": 1.0}),       # Var = 2/(n_in + n_out): 1/n for square layers
+    "he": ("he_normal", {"nonlinearity": "relu"}),    # Var = 2/n_in
+    "orthogonal": ("orthogonal", {}),
+    "lsuv": ("lsuv", {}),
+}
 
 
-def _output_of(net: nn.Sequential, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    h = x
-    for m in net:
-        h = m(h)
-        if m is layer:
-            return h
-    raise ValueError("layer is not in net")
+def init_(net: nn.Sequential, policy: str, activation: str, x: torch.Tensor, config: Config,
+          generator: torch.Generator | None = None) -> str:
+    """Apply one init ``policy`` (a name in ``INITS``) to every Linear of ``net`` with biases 0,
+    through :func:`gradwatch.remedies.init.apply`; returns the rule used for the first layer.
 
-
-def init_(net: nn.Sequential, policy: str, activation: str, x: torch.Tensor, config: Config) -> None:
-    """Apply one init ``policy`` (a name in ``INITS``) to every Linear of ``net``; biases 0.
+    ``orthogonal`` uses ``calculate_gain(activation)`` (√2 for ReLU, 5/3 for tanh); ``lsuv``
+    rescales on the batch ``x`` to unit output variance (``config.lsuv_tol``, ``config.lsuv_iters``).
 
     Example:
         >>> net = make_net("relu", 2, 8); init_(net, "zero", "relu", torch.randn(4, 64), Config())
+        'zeros_'
         >>> float(net[0].weight.detach().abs().sum())
         0.0
     """
+    from gradwatch.remedies.init import apply
+
+    if policy not in POLICIES:
+        raise ValueError(f"unknown init {policy!r}; choose from {', '.join(INITS)}")
+    name, options = POLICIES[policy]
+    options = dict(options)
+    if policy == "orthogonal":
+        options["gain"] = nn.init.calculate_gain(activation)
     if policy == "lsuv":
-        lsuv_(net, x, config.lsuv_tol, config.lsuv_iters)
-        return
-    gain = nn.init.calculate_gain(activation)
-    for m in net:
-        if not isinstance(m, nn.Linear):
-            continue
-        nn.init.zeros_(m.bias)
-        w = m.weight
-        if policy == "zero":
-            nn.init.zeros_(w)
-        elif policy == "small":
-            nn.init.normal_(w, 0.0, 0.01)
-        elif policy == "normal":
-            nn.init.normal_(w, 0.0, 1.0)
-        elif policy == "xavier":
-            nn.init.xavier_normal_(w)  # Var = 2/(n_in + n_out): 1/n for square layers
-        elif policy == "he":
-            nn.init.kaiming_normal_(w, nonlinearity="relu")  # Var = 2/n_in
-        elif policy == "orthogonal":
-            nn.init.orthogonal_(w, gain=gain)
-        else:
-            raise ValueError(f"unknown init {policy!r}; choose from {', '.join(INITS)}")
+        options.update(data=x, tol=config.lsuv_tol, max_iter=config.lsuv_iters)
+    report = apply(net, name, bias=0.0, generator=generator, **options)
+    return report.rule_of("0.weight")
 
 
 def _train(activation: str, depth: int, policy: str, config: Config, data, ctx: Context) -> dict:
     net = make_net(activation, depth, config.width)
     probe = data.X_train[torch.randperm(len(data.X_train), generator=ctx.generator(2))[:256]]
-    init_(net, policy, activation, probe, config)
+    rule = init_(net, policy, activation, probe, config, generator=ctx.generator(3))
     opt = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum)
     draw = batches(len(data.X_train), config.batch, ctx.generator(1))
     name = f"{activation}-{depth}-{policy}"
@@ -163,7 +133,7 @@ def _train(activation: str, depth: int, policy: str, config: Config, data, ctx: 
     hidden_w = [f"{2 * i}.weight" for i in range(depth)]
     ident = run.series("identical_frac")[hidden_w].astype(float)
     grad0 = float(run.steps["grad_norm"].iloc[0])
-    return {"name": name, "losses": losses, "final_loss": final, "pred": pred, "grad_norm_0": grad0,
+    return {"name": name, "rule": rule, "losses": losses, "final_loss": final, "pred": pred, "grad_norm_0": grad0,
             "diverged": not math.isfinite(final) or not all(math.isfinite(v) for v in losses),
             "identical_frac_final": float(ident.iloc[-1].min()) if len(ident) else float("nan")}
 
@@ -234,13 +204,14 @@ def run(config: Config, ctx: Context) -> Result:
                                          for aa, d in grid if aa == a} for a in table},
             "diverged": [runs[k]["name"] for k in runs if runs[k]["diverged"]],
             "accuracy_depth30": {k: t["accuracy"] for k, t in tables.items()},
+            "init_rule_first_layer": {f"{a}-{p}": runs[a, d, p]["rule"] for a, d in grid if d == 30 for p in config.inits},
         },
         checks=checks, figures=figures, tables=tables,
         notes=(f"Final loss = cross-entropy on the whole training set after {config.steps} steps of SGD "
                f"(lr {config.lr:g}, momentum {config.momentum:g}, batch {config.batch}); NaN = diverged. Biases 0 "
-               "for every policy. Inits by torch.nn.init (gradwatch.remedies.init did not exist when this was "
-               "written); LSUV written here after Mishkin & Matas 2016, Alg. 1 (orthonormal, then per-layer "
-               "rescaling to unit output variance on 256 training inputs). An MLP on digits stands in for He et "
+               "for every policy. Inits by gradwatch.remedies.init.apply (zeros, normal 0.01 / 1, xavier_normal, "
+               "he_normal, orthogonal with calculate_gain, lsuv: orthonormal then per-layer rescaling to unit "
+               "output variance on 256 training inputs, Mishkin & Matas 2016). An MLP on digits stands in for He et "
                "al.'s ImageNet conv nets."),
     )
 
