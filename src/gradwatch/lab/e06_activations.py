@@ -59,7 +59,8 @@ FULL = {"depth": 20, "width": 128, "steps": 3000, "every": 50}
 
 
 def make_net(activation: str, depth: int, width: int, inputs: int = 64, classes: int = 10) -> nn.Sequential:
-    """``depth`` × (Linear, activation) and a linear head; Xavier or He init by activation, biases 0.
+    """``depth`` × (Linear, activation) and a linear head; Xavier or He init by activation, biases 0,
+    through :func:`gradwatch.remedies.init.apply` (every Linear, the head included).
 
     Example:
         >>> net = make_net("prelu", 2, 8)
@@ -75,14 +76,14 @@ def make_net(activation: str, depth: int, width: int, inputs: int = 64, classes:
         layers += [nn.Linear(n, width), factory()]
         n = width
     layers.append(nn.Linear(n, classes))
-    for m in layers:
-        if isinstance(m, nn.Linear):
-            nn.init.zeros_(m.bias)
-            if init == "xavier":
-                nn.init.xavier_normal_(m.weight)
-            else:
-                nn.init.kaiming_normal_(m.weight, a=slope, nonlinearity="leaky_relu")
-    return nn.Sequential(*layers)
+    net = nn.Sequential(*layers)
+    from gradwatch.remedies.init import apply
+
+    if init == "xavier":
+        apply(net, "xavier_normal", gain=1.0, bias=0.0)
+    else:
+        apply(net, "he_normal", a=slope, nonlinearity="leaky_relu", bias=0.0)
+    return net
 
 
 def zero_gradient_units(net: nn.Sequential, X: torch.Tensor, y: torch.Tensor) -> float:
@@ -197,7 +198,7 @@ def run(config: Config, ctx: Context) -> Result:
                "act_dead = fraction of units that never output > 0 over the watcher's window (5 statistics steps); "
                "for LeakyReLU/PReLU/ELU/GELU such units still get gradient, so 'dead' in the gradient sense is "
                "measured separately: hidden units whose incoming-weight gradient row is exactly zero on all 1347 "
-               "training inputs after training. Softplus (softplus′ = σ ∈ (0, 1)) also attenuates δ; no check on it."),
+               "training inputs after training. Inits by gradwatch.remedies.init.apply. Softplus (softplus′ = σ ∈ (0, 1)) also attenuates δ; no check on it."),
     )
 
 
