@@ -95,12 +95,18 @@ def _train(hidden: int, config: Config, data, ctx: Context) -> dict:
     return {
         "name": name, "pred": pred, "steps": delta.index.to_list(),
         "delta_init": delta.iloc[0].to_list(),
-        "delta_geomean": [math.exp(statistics.fmean(math.log(v) for v in delta[c])) for c in names],
+        "delta_geomean": [_geomean(delta[c]) for c in names],
         "ratios_median": [statistics.median(ratios[:, j]) for j in range(hidden - 1)],
         "ratios_init": ratios[0].tolist(),
         "bound_init": bound[:-1],  # ¼‖W_{l+1}‖₂ for l = 1..hidden−1
         "speed": speed, "speed_median": speed.median().to_list(), "wgrad_median": wgrad.median().to_list(),
     }
+
+
+def _geomean(values) -> float:
+    """Geometric mean of the positive finite values (0.0 when there are none: δ underflowed)."""
+    logs = [math.log(v) for v in values if v > 0 and math.isfinite(v)]
+    return math.exp(statistics.fmean(logs)) if logs else 0.0
 
 
 def run(config: Config, ctx: Context) -> Result:
