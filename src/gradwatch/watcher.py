@@ -66,6 +66,11 @@ def _patch_backward(on: bool) -> None:
     amp.patch(on)
 
 
+#: metadata keys the watcher writes itself (a user's ``meta=`` must not overwrite them)
+_OWN_META = ("schema", "gradwatch", "torch", "started", "argv", "config", "model", "loss_graph", "compiled",
+             "ended", "steps")
+
+
 def _default_out() -> Path:
     return Path("gradwatch-runs") / time.strftime("%Y%m%d-%H%M%S")
 
@@ -127,6 +132,12 @@ class Watcher:
             raise WatchError(f"stats must be 'default' or 'all', got {stats!r}")
         if not isinstance(every, int) or every < 1:
             raise WatchError(f"every must be a positive integer (steps between slow statistics), got {every!r}")
+        clash = sorted(set(meta or {}) & set(_OWN_META))
+        if clash:
+            raise WatchError(f"meta keys {clash} are gradwatch's own; give your metadata other names (e.g. 'my_config')")
+        if not isinstance(dead_window, int) or dead_window < 1:
+            raise WatchError(f"dead_window must be a positive integer (statistics steps a dead unit stays silent), "
+                             f"got {dead_window!r}")
         if model in _ACTIVE:
             raise WatchError(
                 "this model is already watched; detach the first watcher (w.detach() or leave its "
