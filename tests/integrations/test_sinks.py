@@ -3,9 +3,11 @@ the diagnosis, read back with each tool's own reader; a run renders itself in Ju
 
 import glob
 import math
+import os
 import struct
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -134,8 +136,8 @@ def _wandb_records(path):
             continue
         _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
         chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
-        if kind == 0:
-            break
+        if kind == 0:  # zero padding (pre-allocated space), not a record
+            continue
         partial = chunk if kind in (1, 2) else partial + chunk
         if kind in (1, 4):
             rec = pb.Record()
@@ -150,6 +152,10 @@ def test_wandb_offline(tmp_path, sick, monkeypatch):
     run, d = sick
     sinks.export(run.dir, "wandb", project="gradwatch-test", dir=str(tmp_path))
     (path,) = glob.glob(f"{tmp_path}/wandb/offline-run-*/run-*.wandb")
+    size, deadline = -1, time.monotonic() + 10
+    while size != os.path.getsize(path) and time.monotonic() < deadline:  # wandb-core writes it
+        size = os.path.getsize(path)
+        time.sleep(0.3)
     history, summary = {}, {}
     for rec in _wandb_records(path):
         kind = rec.WhichOneof("record_type")
@@ -159,7 +165,7 @@ def test_wandb_offline(tmp_path, sick, monkeypatch):
         elif kind == "summary":
             summary.update({i.key or "/".join(i.nested_key): i.value_json for i in rec.summary.update})
     want = expected(run)
-    assert set(want) <= set(history)
+    assert set(want) <= set(history), f"steps missing from the .wandb file: {sorted(set(want) - set(history))}"
     for step in want:
         for tag, v in want[step].items():
             assert math.isclose(float(history[step][tag]), v, rel_tol=1e-6), (step, tag)
