@@ -142,3 +142,25 @@ def test_a_crash_in_training_step_keeps_the_record_and_the_report(tmp_path):
     assert len(run.steps) == 5 and cb.summary.report.exists()
     assert "crash" in run.events.kind.tolist()
     assert cb.watcher is None and math.isfinite(run.steps.loss.iloc[-1])
+
+
+@pytest.mark.slow
+def test_ddp_strategy_under_torchrun(tmp_path):
+    """strategy="ddp" with two CPU processes: every rank watches, rank 0 alone writes, both get
+    the same diagnosis."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    worker = Path(__file__).with_name("lightning_ddp_worker.py")
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        str(worker), str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-3000:]
+    res = [json.loads((tmp_path / f"result-rank{r}.json").read_text()) for r in (0, 1)]
+    assert res[0] == res[1]
+    run = gw.load(tmp_path / "run")
+    assert len(run.steps) == res[0]["steps"] == 8  # 128 samples, 2 ranks × batches of 8
+    assert run.meta["distributed"]["world_size"] == 2
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["result-rank0.json", "result-rank1.json", "run"]
+    assert "unsynced_gradients" not in gw.diagnose(run).kinds(serious_only=False)

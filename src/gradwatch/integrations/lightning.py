@@ -64,8 +64,10 @@ class GradwatchCallback(pl.Callback):
         out = Path(self.out) if self.out is not None else Path(trainer.log_dir or trainer.default_root_dir) / "gradwatch"
         opts = list(trainer.optimizers)
         kwargs = dict(out=out, every=self.every, guard=self.guard, **self.watch_kwargs)
-        if trainer.world_size > 1:
+        if trainer.world_size > 1:  # DDP: every rank watches, rank 0 writes, all get the diagnosis
             from .distributed import DistributedWatcher as cls
+
+            kwargs.update(report=self.report, quiet=self.quiet)
         else:
             cls = Watcher
         self.watcher = cls(pl_module, opts[0] if opts else None, **kwargs)

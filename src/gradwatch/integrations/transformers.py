@@ -82,11 +82,13 @@ class GradwatchTrainerCallback(TrainerCallback):
             raise ValueError("GradwatchTrainerCallback needs the Trainer's model and optimizer; "
                              "add it with Trainer(..., callbacks=[GradwatchTrainerCallback()])")
         out = Path(self.out) if self.out is not None else Path(args.output_dir) / "gradwatch"
-        cls = Watcher
-        if args.world_size > 1:
+        cls, extra = Watcher, {}
+        if args.world_size > 1:  # every rank watches, rank 0 writes, all get the diagnosis
             from .distributed import DistributedWatcher as cls
+
+            extra = {"report": self.report, "quiet": self.quiet}
         self.watcher = cls(_unwrap_model(model), opt, out=out, every=self.every, guard=self.guard,
-                           **self.watch_kwargs)
+                           **extra, **self.watch_kwargs)
         self.watcher.loss_reduction = "sum"  # the Trainer scales each micro-batch loss by the accumulation
         import transformers
 
