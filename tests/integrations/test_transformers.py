@@ -44,12 +44,12 @@ def tiny(kind):
     return transformers.AutoModelForCausalLM.from_config(cfg)
 
 
-@pytest.mark.parametrize("kind", ["bert", "gpt2"])
-def test_trainer_run_is_recorded_per_optimizer_step(tmp_path, kind):
+@pytest.mark.parametrize("kind,bf16", [("bert", False), ("gpt2", False), ("bert", True)])
+def test_trainer_run_is_recorded_per_optimizer_step(tmp_path, kind, bf16):
     cb = GradwatchTrainerCallback(every=3, quiet=True)
     args = transformers.TrainingArguments(
         output_dir=str(tmp_path), max_steps=8, per_device_train_batch_size=8, gradient_accumulation_steps=2,
-        max_grad_norm=MAX_NORM, learning_rate=1e-3, logging_steps=1, report_to=[], use_cpu=True,
+        max_grad_norm=MAX_NORM, learning_rate=1e-3, logging_steps=1, report_to=[], use_cpu=True, bf16=bf16,
         save_strategy="no", seed=0, disable_tqdm=True, dataloader_num_workers=0)
     trainer = transformers.Trainer(model=tiny(kind), args=args, train_dataset=Tokens(causal=kind == "gpt2"),
                                    callbacks=[cb])
@@ -64,7 +64,7 @@ def test_trainer_run_is_recorded_per_optimizer_step(tmp_path, kind):
     assert np.allclose(run.steps.loss, hf_loss, rtol=1e-3, atol=1e-4)  # the step loss, not a share
     assert (tmp_path / "gradwatch" / "report.html").exists()
     assert trainer.state.log_history[-1]["gradwatch/steps"] == 8
-    assert run.meta["framework"]["gradient_accumulation_steps"] == 2
+    assert run.meta["framework"]["gradient_accumulation_steps"] == 2 and run.meta["framework"]["bf16"] == bf16
     names = set(run.modules.name)
     assert any(n.endswith("attention.self.query") or n.endswith("attn.c_attn") for n in names)
     assert run.series("delta").notna().any().any()

@@ -11,7 +11,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
+try:
+    import lightning.pytorch as pl
+except ImportError as e:  # pragma: no cover - depends on the environment
+    raise ImportError("gradwatch.integrations.lightning needs Lightning: pip install lightning "
+                      "(or pip install 'gradwatch[integrations]')") from e
 
 from ..watcher import Watcher
 from .summary import Summary, finish

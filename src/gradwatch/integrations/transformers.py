@@ -13,7 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import TrainerCallback
+try:
+    from transformers import TrainerCallback
+except ImportError as e:  # pragma: no cover - depends on the environment
+    raise ImportError("gradwatch.integrations.transformers needs Hugging Face Transformers: pip install "
+                      "transformers accelerate (or pip install 'gradwatch[integrations]')") from e
 
 from ..watcher import Watcher
 from .summary import Summary, finish
