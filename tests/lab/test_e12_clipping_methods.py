@@ -14,8 +14,13 @@ def test_tiny_run_structure(tmp_path):
     names = set(e12.METHODS) | {"norm×1g0", "agc λ=0.04"}
     for key in ("final_loss", "finite", "max_grad_norm", "accuracy", "thresholds"):
         assert set(m[key]) == names, key
-    assert m["lr"] == cfg.lr_factor * m["stable_lr"] and m["lambda_max"] > 0 and m["g0"] > 0
-    assert m["thresholds"]["norm"] == m["g0"] / cfg.lr_factor
+    assert m["lr_factor"] in cfg.lr_factors and m["lambda_max"] > 0 and m["g0"] > 0
+    assert m["lr"] == m["lr_factor"] * m["stable_lr"]
+    assert m["thresholds"]["norm"] == m["g0"] / m["lr_factor"]
+    # the search tried k in order and stopped at the chosen one
+    tried = list(m["unclipped_search"])
+    assert tried == [f"{k:g}" for k in cfg.lr_factors[: len(tried)]] and tried[-1] == f"{m['lr_factor']:g}" or \
+        len(tried) == len(cfg.lr_factors)
     assert len(r.checks) == 4
     assert set(r.tables) == names
     assert r.figures and all((tmp_path / e12.NAME / f).exists() for f in r.figures)

@@ -85,7 +85,13 @@ class Encoder(nn.Module):
 
 
 class Scores(nn.Module):
-    """Attention scores q·kᵀ, times 1/√d_k when ``scaled``; its output's δ is ‖∂L/∂s‖."""
+    """Attention scores q·kᵀ, times 1/√d_k when ``scaled``; its output's δ is ‖∂L/∂s‖.
+
+    Example:
+        >>> q = torch.ones(1, 2, 4)
+        >>> Scores(True)(q, q)[0, 0, 0].item(), Scores(False)(q, q)[0, 0, 0].item()
+        (2.0, 4.0)
+    """
 
     def __init__(self, scaled: bool) -> None:
         super().__init__()

@@ -63,7 +63,11 @@ def make_mlp(hidden: tuple[int, ...], dropout: float, inputs: int = 64, classes:
 
 
 def total_norm(run) -> "object":
-    """‖W‖ over all parameters at each watched step: √(Σ per-parameter weight_norm²), a Series."""
+    """‖W‖ over all parameters at each watched step: √(Σ per-parameter weight_norm²), a Series.
+
+    Example:
+        >>> # total_norm(ctx.load("l2")).iloc[-1]   # the final weight norm of the "l2" run
+    """
     w = run.series("weight_norm")
     return (w ** 2).sum(axis=1) ** 0.5
 

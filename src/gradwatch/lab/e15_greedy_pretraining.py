@@ -77,7 +77,14 @@ class AutoEncoder(nn.Module):
 
 
 def pretrain(ctx: Context, encoders: list[nn.Linear], X: torch.Tensor, config: Config, advance) -> list[list[float]]:
-    """Greedy layer-wise pretraining of ``encoders`` in place; returns each layer's loss curve."""
+    """Greedy layer-wise pretraining of ``encoders`` in place; returns each layer's loss curve.
+
+    Layer i is trained as an :class:`AutoEncoder` on the codes of layers 1..i−1 (frozen), each
+    stage recorded by the watcher as run ``pretrain-i``.
+
+    Example:
+        >>> # curves = pretrain(ctx, encoders, data.X_train, config, advance)
+    """
     curves = []
     h = X
     for i, enc in enumerate(encoders):
