@@ -163,7 +163,7 @@ def run(config: Config, ctx: Context) -> Result:
               acc["sigmoid"] < min(acc["tanh"], acc["softsign"]), **acc),
     ]
     figures = [_figure(config, ctx, runs)]
-    return Result(
+    result = Result(
         measurements={
             "sigmoid_top_mean_start": top[0], "sigmoid_top_mean_min": top_min, "sigmoid_top_min_epoch": top_min_epoch,
             "sigmoid_top_reached_epoch": reached, "sigmoid_lower_min": lower_min,
@@ -180,6 +180,21 @@ def run(config: Config, ctx: Context) -> Result:
                f"{len(data.X_train) // config.batch} updates (G&B's x-axis unit was 20k updates). Statistics on the first "
                f"{config.fixed_inputs} test inputs; the watcher's act_mean (training batches) is reported for comparison."),
     )
+    for c in result.checks:
+        c.measured = _finite_or_none(c.measured)
+    result.measurements = _finite_or_none(result.measurements)
+    return result
+
+
+def _finite_or_none(v):
+    """Non-finite floats → None, recursively (JSON has no NaN/inf; None reads "diverged/overflowed")."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _finite_or_none(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite_or_none(x) for x in v]
+    return v
 
 
 def _figure(config: Config, ctx: Context, runs: dict) -> str:

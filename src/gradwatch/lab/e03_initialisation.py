@@ -4,10 +4,11 @@ Plain MLPs (width 128 in quick mode, 256 in full; ReLU and tanh) at depths 10, 2
 initialised seven ways — zero, small random N(0, 0.01²), N(0, 1), Xavier (Glorot & Bengio 2010),
 He (He et al. 2015), orthogonal (Saxe et al. 2014, gain √2 for ReLU, 5/3 for tanh) and LSUV
 (Mishkin & Matas 2016), all through ``gradwatch.remedies.init.apply`` — and trained with SGD +
-momentum on standardized digits, every run recorded by the watcher. Xavier's variance is half of He's per ReLU layer, so the forward signal
-shrinks like 2^(−L/2) and a 30-layer net's output carries no information: the loss stays at ln 10.
-Zero init makes every unit of a layer identical for ever (the watcher's identical_frac), and
-N(0, 1) multiplies the signal by ≈√(n/2) per layer until it overflows.
+momentum on standardized digits, every run recorded by the watcher. Xavier's variance is half of
+He's per ReLU layer, so the forward signal shrinks like 2^(−L/2) and a 30-layer net's output
+carries no information: the loss stays at ln 10. Zero init makes every unit of a layer identical
+for ever (the watcher's identical_frac), and N(0, 1) multiplies the signal by ≈√(n/2) per layer
+until it overflows.
 """
 
 from __future__ import annotations
@@ -195,7 +196,7 @@ def run(config: Config, ctx: Context) -> Result:
     table = {a: {str(d): {p: runs[a, d, p]["final_loss"] for p in config.inits}
                  for aa, d in grid if aa == a} for a in ("relu", "tanh") if any(aa == a for aa, _ in grid)}
     figures = [_figure(config, ctx, runs, grid, table)]
-    return Result(
+    result = Result(
         measurements={
             "final_loss": table,
             "grad_norm_step0": {a: {str(d): {p: runs[a, d, p]["grad_norm_0"] for p in config.inits}
@@ -208,12 +209,27 @@ def run(config: Config, ctx: Context) -> Result:
         },
         checks=checks, figures=figures, tables=tables,
         notes=(f"Final loss = cross-entropy on the whole training set after {config.steps} steps of SGD "
-               f"(lr {config.lr:g}, momentum {config.momentum:g}, batch {config.batch}); NaN = diverged. Biases 0 "
-               "for every policy. Inits by gradwatch.remedies.init.apply (zeros, normal 0.01 / 1, xavier_normal, "
+               f"(lr {config.lr:g}, momentum {config.momentum:g}, batch {config.batch}); null = non-finite "
+               "(diverged or overflowed). Biases 0 for every policy. Inits by gradwatch.remedies.init.apply (zeros, normal 0.01 / 1, xavier_normal, "
                "he_normal, orthogonal with calculate_gain, lsuv: orthonormal then per-layer rescaling to unit "
                "output variance on 256 training inputs, Mishkin & Matas 2016). An MLP on digits stands in for He et "
                "al.'s ImageNet conv nets."),
     )
+    for c in result.checks:
+        c.measured = _finite_or_none(c.measured)
+    result.measurements = _finite_or_none(result.measurements)
+    return result
+
+
+def _finite_or_none(v):
+    """Non-finite floats → None, recursively (JSON has no NaN/inf; None reads "diverged/overflowed")."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _finite_or_none(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite_or_none(x) for x in v]
+    return v
 
 
 def _figure(config: Config, ctx: Context, runs: dict, grid, table) -> str:

@@ -232,7 +232,7 @@ def run(config: Config, ctx: Context) -> Result:
     tables = {runs[s2, d]["name"]: classification_report(data.y_test, runs[s2, d]["pred"], labels=range(10))
               for s2 in (min(config.sigma_w2), near, max(config.sigma_w2)) for d in (dmax,)}
     figures = [_figure(config, ctx, runs, mf, crit)]
-    return Result(
+    result = Result(
         measurements={
             "critical_sigma_w2": crit,
             "mean_field": {f"{s2:g}": mf[s2] | {"six_xi_c": 6 * mf[s2]["xi_c"]} for s2 in config.sigma_w2},
@@ -251,6 +251,21 @@ def run(config: Config, ctx: Context) -> Result:
                f"accuracy reaches {config.trainable_acc:g}. δ growth = (‖δ_first‖/‖δ_last‖)^(1/(L−1)) over hidden "
                "pre-activations at step 0. Metric tables: the deepest nets at both ends of the grid and nearest χ₁ = 1."),
     )
+    for c in result.checks:
+        c.measured = _finite_or_none(c.measured)
+    result.measurements = _finite_or_none(result.measurements)
+    return result
+
+
+def _finite_or_none(v):
+    """Non-finite floats → None, recursively (JSON has no NaN/inf; None reads "diverged/overflowed")."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _finite_or_none(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite_or_none(x) for x in v]
+    return v
 
 
 def _figure(config: Config, ctx: Context, runs: dict, mf: dict, crit: float) -> str:
@@ -287,7 +302,8 @@ def _figure(config: Config, ctx: Context, runs: dict, mf: dict, crit: float) -> 
     ax[0].legend(loc="lower right", fontsize=8)
     dmax = max(d)
     ax[1].plot(fine, np.sqrt([t["chi1"] for t in theory]), "k-", label="√χ₁ (mean field)")
-    ax[1].plot(s, [runs[x, dmax]["growth"] for x in s], "o", color="C1", label=f"watcher: (‖δ₁‖/‖δ_L‖)^(1/(L−1)), L = {dmax}")
+    ax[1].plot(s, [runs[x, dmax]["growth"] for x in s], "o", color="C1",
+               label=f"watcher: (‖δ₁‖/‖δ_L‖)^(1/(L−1)), L = {dmax}")
     ax[1].axhline(1, color="grey", lw=0.6)
     ax[1].axvline(crit, color="r", ls=":")
     ax[1].set(xlabel="σ_w²", ylabel="δ growth per layer towards the input (at init)",

@@ -178,7 +178,7 @@ def run(config: Config, ctx: Context) -> Result:
         check("units that never fire (watcher act_dead, end of training): ReLU ≥ ELU and ReLU ≥ GELU "
               "(negative outputs keep mean activations nearer 0)",
               dead["relu"] >= dead["elu"] and dead["relu"] >= dead["gelu"],
-              relu=dead["relu"], elu=dead["elu"], gelu=dead["gelu"], leaky_relu=dead.get("leaky_relu", float("nan"))),
+              relu=dead["relu"], elu=dead["elu"], gelu=dead["gelu"], leaky_relu=dead.get("leaky_relu")),
         check("sigmoid has the lowest test accuracy of all activations",
               all(acc["sigmoid"] < acc[a] for a in acc if a != "sigmoid"),
               sigmoid=acc["sigmoid"], lowest_other=min(v for a, v in acc.items() if a != "sigmoid")),
@@ -198,7 +198,8 @@ def run(config: Config, ctx: Context) -> Result:
                "act_dead = fraction of units that never output > 0 over the watcher's window (5 statistics steps); "
                "for LeakyReLU/PReLU/ELU/GELU such units still get gradient, so 'dead' in the gradient sense is "
                "measured separately: hidden units whose incoming-weight gradient row is exactly zero on all 1347 "
-               "training inputs after training. Inits by gradwatch.remedies.init.apply. Softplus (softplus′ = σ ∈ (0, 1)) also attenuates δ; no check on it."),
+               "training inputs after training. Inits by gradwatch.remedies.init.apply. Softplus "
+               "(softplus′ = σ ∈ (0, 1)) also attenuates δ; no check on it."),
     )
 
 
