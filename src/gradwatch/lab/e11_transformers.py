@@ -248,7 +248,8 @@ def run(config: Config, ctx: Context) -> Result:
                          "Xavier, so q and k have roughly independent unit-variance components and q·k variance ~d_k "
                          "(Vaswani et al., footnote 4); score_delta_init = ‖∂L/∂s‖ at the softmax input at step 0 "
                          "(watcher, one training batch); saturated_rows_init = query rows with max p > 0.99 and "
-                         "row_score_grad_median_init = median per-row ‖∂L/∂s‖, both on the test set at init."))
+                         "row_score_grad_median_init = median per-row ‖∂L/∂s‖, both on the test set at init. The batch "
+                         "‖∂L/∂s‖ sums over every query row, so the rows that are not saturated dominate it."))
 
 
 def _checks(config: Config, m: dict) -> list:
