@@ -170,7 +170,7 @@ def _figure(config, ctx, best, steps, spread, cap, target) -> str:
     import matplotlib.pyplot as plt
 
     deep = max(config.depths)
-    fig, ax = plt.subplots(1, 4, figsize=(20, 4.2))
+    fig, ax = plt.subplots(1, 4, figsize=(20, 4.2), layout="constrained")
     for init, colour in zip(INITS, ("C0", "C3")):
         ds = list(config.depths)
         ax[0].plot(ds, [steps[init][d] for d in ds], "o-", color=colour, label=init)

@@ -176,7 +176,7 @@ def _figure(config: Config, ctx: Context, runs, steps, cap) -> str:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, ax = plt.subplots(1, 4, figsize=(20, 4.2))
+    fig, ax = plt.subplots(1, 4, figsize=(20, 4.2), layout="constrained")
     a = np.linspace(0.01, 0.99, 200)
     ax[0].plot(a, a * a * (1 - a), label="MSE: (a−y)·a(1−a)")
     ax[0].plot(a, a, label="cross-entropy: a−y")
