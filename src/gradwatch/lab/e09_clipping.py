@@ -75,6 +75,8 @@ def _unit_loss(w, b, T):
 
 def wall_position(w: float, T: int, lo: float = -20.0, hi: float = 0.0) -> float:
     """The b at which x_T jumps from the low to the high basin for this w (bisection)."""
+    if w <= 4:  # σ′ ≤ 1/4: the map's slope stays below 1, one fixed point, x_T moves continuously
+        raise ValueError(f"no wall for w={w}: with w ≤ 4 there is a single fixed point; use w > 4")
     high = lambda b: float(unit_rnn_final(torch.tensor(w, dtype=torch.float64),  # noqa: E731
                                           torch.tensor(b, dtype=torch.float64), T)) > b + w / 2
     if high(lo) or not high(hi):

@@ -36,7 +36,8 @@ def run_experiment(mod: ModuleType, seeds: int = 1, full: bool = False, sets: It
         config: a ready config (then ``full`` and ``sets`` are ignored).
 
     Returns:
-        The (aggregated) :class:`Result`, also written to ``out/NAME/result.json``.
+        The (aggregated) :class:`Result` as written to ``out/NAME/result.json`` (JSON types:
+        dict keys are strings, tuples are lists).
 
     Raises:
         ConfigError: a bad override.
@@ -62,7 +63,7 @@ def run_experiment(mod: ModuleType, seeds: int = 1, full: bool = False, sets: It
     _stamp(final, mod, cfg, list(range(seeds)))
     final.figures = [_relative(f, root) for f in final.figures]
     final.save(root / "result.json")
-    return final
+    return Result.from_dict(final.to_dict())  # exactly what result.json holds: str keys, lists
 
 
 def aggregate(results: list[Result]) -> Result:
