@@ -50,6 +50,24 @@ def test_run_one_by_number_with_sets(tmp_path):
     assert len(stored["checks"]) == 4
 
 
+def test_seed_option_same_seed_same_numbers(tmp_path):
+    # a real experiment, shrunk with --set: `gradwatch lab sigmoid-attenuation --seed 3` twice
+    shrink = ["--set", "hidden_layers=1,4", "--set", "width=8", "--set", "steps=6", "--set", "every=3"]
+    stored = []
+    for d in ("a", "b", "c"):
+        seed = "5" if d == "c" else "3"
+        args = ["sigmoid-attenuation", "--seed", seed, "--out", str(tmp_path / d), *shrink]
+        result = runner.invoke(lab_cli.app, args, env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        stored.append(json.loads((tmp_path / d / "sigmoid-attenuation" / "result.json").read_text()))
+    a, b, c = stored
+    assert a["seeds"] == [3] and c["seeds"] == [5]
+    assert a["measurements"] == b["measurements"] and a["checks"] == b["checks"]
+    assert a["measurements"] != c["measurements"]
+    result = runner.invoke(lab_cli.app, ["e01", "--seed", "-2", "--out", str(tmp_path / "d")])
+    assert result.exit_code == 2 and "--seed must be >= 0" in result.output
+
+
 def test_gallery_inlines_figures_and_escapes_text(tmp_path):
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "f.png").write_bytes(PNG)

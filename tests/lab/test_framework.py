@@ -143,7 +143,7 @@ def test_seeds_aggregate_mean_and_std(tmp_path):
     r = run_experiment(fake_module(), seeds=3, out=tmp_path, quiet=True)
     vals = r.measurements["final"]["values"]
     assert len(vals) == 3 and math.isclose(r.measurements["final"]["mean"], sum(vals) / 3)
-    assert r.measurements["nested"]["n"] == {"mean": 5.0, "std": 0.0, "values": [5, 5, 5]}
+    assert r.measurements["nested"]["n"] == {"mean": 5.0, "std": 0.0, "n": 3, "values": [5, 5, 5]}
     assert r.checks[0].measured["seeds_passed"].endswith("/3") and "±" in r.checks[0].measured["final"]
     assert r.seeds == [0, 1, 2] and len(r.figures) == 3
     for s in range(3):
@@ -155,6 +155,47 @@ def test_a_check_failing_on_one_seed_fails_the_aggregate():
     ok, bad = Result({"x": 1.0}, [check("c", True, x=1.0)]), Result({"x": 2.0}, [check("c", False, x=2.0)])
     m = aggregate([ok, bad])
     assert m.verdict == NOT_REPRODUCED and m.checks[0].measured["seeds_passed"] == "1/2"
+
+
+def test_aggregate_skips_non_finite_and_missing_values():
+    nan, inf = float("nan"), float("inf")
+    rs = [Result({"x": 1.0, "y": None, "z": nan, "d": {"w": inf}}, [check("c", True, x=1.0, y=None)]),
+          Result({"x": nan, "y": None, "z": inf, "d": {"w": 2.0}}, [check("c", False, x=nan, y=None)]),
+          Result({"x": 3.0, "y": None, "z": None, "d": {"w": 4.0}}, [check("c", True, x=3.0, y=None)])]
+    m = aggregate(rs)  # used to raise in statistics.stdev
+    x = m.measurements["x"]
+    assert (x["mean"], x["n"], len(x["values"])) == (2.0, 2, 3) and math.isclose(x["std"], math.sqrt(2))
+    assert m.measurements["z"]["mean"] is None and m.measurements["z"]["std"] is None
+    assert m.measurements["z"]["n"] == 0 and len(m.measurements["z"]["values"]) == 3
+    assert m.measurements["y"] == {"values": [None, None, None]}  # never a number: kept as values
+    assert m.measurements["d"]["w"]["mean"] == 3.0 and m.measurements["d"]["w"]["n"] == 2
+    assert m.checks[0].measured["x"] == "2 ± 1.4 (finite on 2/3 seeds)"
+    assert m.checks[0].measured["seeds_passed"] == "2/3" and m.verdict == NOT_REPRODUCED
+    json.dumps(m.to_dict(), allow_nan=True)
+    single = aggregate([Result({"x": nan}, [check("c", True, x=inf)])])
+    assert single.measurements["x"]["mean"] is None and single.checks[0].measured["x"] == "no finite value (1 seeds)"
+
+
+def test_seeds_with_a_non_finite_measurement_run_to_the_end(tmp_path):
+    def run(config, ctx):
+        v = float("nan") if ctx.seed == 1 else float(ctx.seed)
+        return Result({"v": v}, [check("v is finite", math.isfinite(v), v=v)])
+
+    r = run_experiment(fake_module(run=run), seeds=3, out=tmp_path, quiet=True)
+    assert r.measurements["v"]["mean"] == 1.0 and r.measurements["v"]["n"] == 2
+    assert r.verdict == NOT_REPRODUCED and r.checks[0].measured["seeds_passed"] == "2/3"
+
+
+def test_seed_option_runs_one_chosen_seed(tmp_path):
+    a = run_experiment(fake_module(), seed=3, out=tmp_path / "a", quiet=True)
+    b = run_experiment(fake_module(), seed=3, out=tmp_path / "b", quiet=True)
+    zero = run_experiment(fake_module(), out=tmp_path / "z", quiet=True)
+    assert a.seeds == [3] and a.measurements == b.measurements and a.measurements != zero.measurements
+    c = run_experiment(fake_module(), seed=3, seeds=2, out=tmp_path / "c", quiet=True)
+    assert c.seeds == [3, 4] and c.measurements["final"]["values"][0] == a.measurements["final"]
+    assert (tmp_path / "c" / "fake" / "seed-4" / "result.json").is_file()
+    with pytest.raises(ValueError, match="--seed must be >= 0"):
+        run_experiment(fake_module(), seed=-1, out=tmp_path / "d", quiet=True)
 
 
 def test_context_restores_threads_and_determinism(tmp_path):

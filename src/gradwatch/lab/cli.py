@@ -6,6 +6,7 @@ Every experiment is a sub-command named by its ``NAME`` (resolved lazily, so ``l
 Example:
     $ gradwatch lab list
     $ gradwatch lab deep-linear --seeds 3 --set steps=500
+    $ gradwatch lab sigmoid-attenuation --seed 3      # one chosen seed
     $ gradwatch lab all --out lab-out        # writes lab-out/gallery.html
 """
 
@@ -34,14 +35,14 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _run_one(mod: Any, seeds: int, full: bool, sets: list[str], out: Path, quiet: bool = False):
+def _run_one(mod: Any, seeds: int, full: bool, sets: list[str], out: Path, quiet: bool = False, seed: int = 0):
     from .config import ConfigError
     from .runner import run_experiment
 
     try:
-        return run_experiment(mod, seeds=seeds, full=full, sets=sets, out=out, quiet=quiet)
+        return run_experiment(mod, seeds=seeds, full=full, sets=sets, out=out, quiet=quiet, seed=seed)
     except (ConfigError, ValueError) as e:
-        if isinstance(e, ConfigError) or "--seeds" in str(e):
+        if isinstance(e, ConfigError) or str(e).startswith(("--seeds", "--seed ")):
             _fail(str(e))
         raise
 
@@ -85,13 +86,14 @@ def _experiment_command(mod: Any):
 
     @single.command(name=mod.NAME, help=f"{mod.CLAIM} [{mod.SOURCE}]")
     def command(
-        seeds: int = typer.Option(1, "--seeds", help="run seeds 0..N-1; N > 1 reports mean ± std"),
+        seeds: int = typer.Option(1, "--seeds", help="run N seeds (S..S+N-1); N > 1 reports mean ± std"),
+        seed: int = typer.Option(0, "--seed", help="the seed to run (with --seeds N: the first of N)"),
         full: bool = typer.Option(False, "--full", help="paper-scale config (the experiment's FULL overrides)"),
         sets: Optional[List[str]] = typer.Option(None, "--set", metavar="KEY=VALUE",
                                                  help="override a config field (repeatable)"),
         out: Path = typer.Option(Path("lab-out"), "--out", help="output folder; writes OUT/NAME/result.json"),
     ) -> None:
-        print_result(_run_one(mod, seeds, full, list(sets or []), out), out)
+        print_result(_run_one(mod, seeds, full, list(sets or []), out, seed=seed), out)
 
     cmd = typer.main.get_command(single)
     cmd.name = mod.NAME
@@ -144,6 +146,7 @@ def list_() -> None:
 def all_(
     out: Path = typer.Option(Path("lab-out"), "--out", help="output folder; the gallery is OUT/gallery.html"),
     seeds: int = typer.Option(1, "--seeds", help="seeds per experiment"),
+    seed: int = typer.Option(0, "--seed", help="the (first) seed of every experiment"),
     full: bool = typer.Option(False, "--full", help="paper-scale configs"),
     only: Optional[List[str]] = typer.Option(None, "--only", help="run just these experiments (repeatable)"),
 ) -> None:
@@ -161,7 +164,7 @@ def all_(
         try:
             if isinstance(mod, Broken):
                 raise RuntimeError(mod.error)
-            result = _run_one(mod, seeds, full, [], out)
+            result = _run_one(mod, seeds, full, [], out, seed=seed)
         except Exception as e:  # noqa: BLE001 - one crash is reported as a failure, the rest still run
             detail = traceback.format_exc(limit=3)
             result = Result(checks=[Check("the experiment runs to completion", False,
