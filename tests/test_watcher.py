@@ -201,3 +201,17 @@ def test_complex_parameters(tmp_path):
         loss = model(torch.randn(3, 4, dtype=torch.complex64)).abs().pow(2).mean()
         opt.zero_grad(); loss.backward(); opt.step()
     assert np.isfinite(gw.load(tmp_path).series("grad_norm").to_numpy()).all()
+
+
+def test_log_between_backward_and_step_lands_on_that_step(tmp_path):
+    model = nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with gw.watch(model, opt, out=tmp_path / "run") as w:
+        for i in range(4):
+            loss = model(torch.randn(5, 3)).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            w.log(accuracy=float(i))  # before opt.step(): belongs to step i
+            opt.step()
+    steps = gw.load(tmp_path / "run").steps
+    assert [e.get("accuracy") for e in steps["extra"]] == [0.0, 1.0, 2.0, 3.0]

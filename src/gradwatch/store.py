@@ -342,8 +342,18 @@ def db_path(run_dir: str | os.PathLike) -> Path:
 
 def connect(run_dir: str | os.PathLike) -> sqlite3.Connection:
     """Open a run database for reading (works on a live run and after a crash)."""
-    con = sqlite3.connect(db_path(run_dir), timeout=30)
+    path = db_path(run_dir)
+    con = sqlite3.connect(path, timeout=30)
     con.row_factory = sqlite3.Row
+    try:
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as e:
+        con.close()
+        raise StoreError(f"{str(path)!r} is not a gradwatch run ({e}); pass the out= directory of a run") from None
+    if not {"meta", "steps", "series"} <= tables:
+        con.close()
+        raise StoreError(f"{str(path)!r} is not a gradwatch run (no gradwatch tables); "
+                         "pass the out= directory of a run")
     return con
 
 

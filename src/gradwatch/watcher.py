@@ -321,7 +321,8 @@ class Watcher:
             "step": self.step, "time": time.time(), "loss": loss,
             "grad_norm": rec.get("global_norm"), "step_time": now - self._last_step_end,
             "lr": [g["lr"] for o in self.optimizers for g in o.param_groups],
-            "stats": stat, "vectors": vectors, "calls": calls, "extra": {},
+            "stats": stat, "vectors": vectors, "calls": calls,
+            "extra": self.__dict__.pop("_extra_next", {}),  # w.log() between backward and step
         }
         self._last_step_end = now
         self._pending.append(record)

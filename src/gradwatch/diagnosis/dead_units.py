@@ -48,4 +48,4 @@ def check(ctx: Context, warn_fraction: float = 0.5, critical_fraction: float = 0
         summary=(f"{len(names)} ReLU layer(s) have up to {worst:.0%} of their units silent for every input: "
                  "they get no gradient and will not recover"),
         evidence={"dead_fraction": {n: v for n, v in flagged}, "healthy_band": f"< {warn_fraction:.0%}"},
-        causes=causes, remedies=prescribe_all(remedies))]
+        causes=causes, remedies=prescribe_all(remedies, ctx))]

@@ -33,7 +33,7 @@ def check(ctx: Context, warn_orders: float = 3.0, critical_orders: float = 6.0,
                      "the first layers take steps far too large for their weights"),
             evidence={"grad_ratio_first_to_last": 10 ** span.log10_ratio, "measured": span.source,
                       "healthy_band": "within ~100× across layers", "profile_input_to_output": span.profile},
-            causes=causes, remedies=prescribe_all(["use_he_init", "add_batchnorm", "clip_grad_norm"])))
+            causes=causes, remedies=prescribe_all(["use_he_init", "add_batchnorm", "clip_grad_norm"], ctx)))
     for t in through_time(ctx):
         if t.log10_ratio >= warn_orders:
             sev = "critical" if t.log10_ratio >= critical_orders else "warning"
@@ -45,7 +45,7 @@ def check(ctx: Context, warn_orders: float = 3.0, critical_orders: float = 6.0,
                 evidence={"grad_ratio_first_to_last_step": 10 ** t.log10_ratio, "measured": "through_time",
                           "healthy_band": "within ~100× over the sequence"},
                 causes=C.recurrent_radius(ctx),
-                remedies=prescribe_all(["clip_grad_norm", "orthogonal_init", "use_lstm"])))
+                remedies=prescribe_all(["clip_grad_norm", "orthogonal_init", "use_lstm"], ctx)))
     sos = step_over_step(ctx)
     if sos is not None and sos[0] >= step_orders:
         orders, peak = sos
@@ -56,5 +56,5 @@ def check(ctx: Context, warn_orders: float = 3.0, critical_orders: float = 6.0,
             summary=(f"the global gradient norm grew {10 ** orders:.1e}× above its early level (peak at step {peak})"),
             evidence={"grad_norm_growth": 10 ** orders, "peak_step": peak, "measured": "step_over_step",
                       "healthy_band": "within ~100× of the early norm"},
-            causes=causes, remedies=prescribe_all(["clip_grad_norm", "reduce_lr", "guard"])))
+            causes=causes, remedies=prescribe_all(["clip_grad_norm", "reduce_lr", "guard"], ctx)))
     return out

@@ -85,7 +85,7 @@ def check_high(ctx: Context, high: float = 0.05, share: float = 0.5, spike_fract
         summary=(f"each step rewrites {float(hot.median()):.0%} of the weights in {len(hot)} of {len(ratios)} layers "
                  f"(healthy ≈ 0.1%), and the loss {how}"),
         evidence={"median_update_ratio": float(hot.median()), "healthy_band": "1e-4 .. 1e-2 (≈1e-3)", **trend},
-        causes=causes, remedies=prescribe_all(remedies))]
+        causes=causes, remedies=prescribe_all(remedies, ctx))]
 
 
 def check_low(ctx: Context, low: float = 1e-5, min_improvement: float = 0.05,
@@ -111,4 +111,4 @@ def check_low(ctx: Context, low: float = 1e-5, min_improvement: float = 0.05,
                  f"and the loss improved {trend['relative_improvement']:.1%}: the learning rate is too small"),
         evidence={"median_update_ratio": float(ratios.median()), "healthy_band": "1e-4 .. 1e-2 (≈1e-3)",
                   "grad_norm_median": float(np.nanmedian(g)), **trend},
-        causes=C.learning_rate(ctx), remedies=prescribe_all(["increase_lr", "use_adam"]))]
+        causes=C.learning_rate(ctx), remedies=prescribe_all(["increase_lr", "use_adam"], ctx))]

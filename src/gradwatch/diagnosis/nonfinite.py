@@ -102,4 +102,4 @@ def check(ctx: Context, growth_orders: float = 1.0) -> list[Finding]:
     return [Finding(
         kind="nonfinite", severity="critical", first_step=first, layers=layers,
         summary=f"NaN/Inf first appeared at step {first} in the {where}{name_part}, {story}{origin}",
-        evidence=evidence, causes=causes, remedies=prescribe_all(remedies))]
+        evidence=evidence, causes=causes, remedies=prescribe_all(remedies, ctx))]

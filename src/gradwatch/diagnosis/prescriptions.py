@@ -4,32 +4,40 @@ Code snippets assume the user's names ``model`` and ``opt`` and use gradwatch's 
 library (``gradwatch.remedies``) or plain PyTorch.
 
 Example:
-    >>> prescribe("clip_grad_norm").code.startswith("torch.nn.utils.clip_grad_norm_")
+    >>> "clip_by_global_norm" in prescribe("clip_grad_norm").code
     True
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import torch
+
 from ..findings import Remedy
+
+# code templates; {fields} are filled from the recorded model by :func:`facts`
+_RECREATE = ("opt = type(opt)(model.parameters(), **opt.defaults)"
+             "  # the new layers' parameters join the optimizer")
 
 _CATALOG: dict[str, tuple[str, str]] = {
     "use_relu_with_he_init": (
         "Replace the saturating activations by ReLU and re-initialise with He (Kaiming) init",
         "import gradwatch as gw\nfrom torch import nn\n"
-        "gw.architecture.swap_activation(model, nn.Sigmoid, nn.ReLU)  # also nn.Tanh\n"
-        "gw.init.apply(model, 'auto')  # He for layers followed by ReLU",
+        "model = gw.architecture.swap_activation(model, {saturating}, nn.ReLU)  # re-inits the layers before them (He)"
+        "{functional_note}",
     ),
     "use_he_init": (
         "Re-initialise each layer for the activation that follows it (He for ReLU, Xavier for tanh)",
-        "import gradwatch as gw\ngw.init.apply(model, 'auto')",
+        "import gradwatch as gw\nreport = gw.init.apply(model, 'auto')\nprint(report)  # which layers got which init",
     ),
     "critical_init": (
         "Initialise at the edge of chaos: orthogonal weights scaled so χ₁ = 1 for the activation in use",
         "import gradwatch as gw\ngw.init.apply(model, 'critical')",
     ),
     "add_batchnorm": (
-        "Insert BatchNorm after the linear/conv layers to re-scale the signal at every layer",
-        "import gradwatch as gw\ngw.architecture.insert_norm(model, norm='batch')",
+        "Insert {norm_title} after the linear/conv layers to re-scale the signal at every layer",
+        "import gradwatch as gw\nmodel = gw.architecture.insert_norm(model, norm='{norm}')\n" + _RECREATE,
     ),
     "add_residual": (
         "Wrap same-shape blocks in residual connections so the gradient has a short path",
@@ -37,7 +45,9 @@ _CATALOG: dict[str, tuple[str, str]] = {
     ),
     "clip_grad_norm": (
         "Clip the global gradient norm before each optimizer step",
-        "torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)  # after backward(), before opt.step()",
+        "import gradwatch as gw\n"
+        "gw.clip.attach(opt, gw.clip.clip_by_global_norm(1.0), model)  # runs before every opt.step()\n"
+        "# or in the loop, after backward(): torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)",
     ),
     "orthogonal_init": (
         "Initialise weights orthogonally (recurrent weights: spectral radius exactly 1)",
@@ -45,25 +55,27 @@ _CATALOG: dict[str, tuple[str, str]] = {
     ),
     "use_lstm": (
         "Replace the plain RNN by an LSTM of the same size (gated, additive memory path)",
-        "import gradwatch as gw\nmodel = gw.architecture.rnn_to_lstm(model, cell='lstm')",
+        "import gradwatch as gw\nmodel = gw.architecture.rnn_to_lstm(model, cell='lstm')\n" + _RECREATE,
     ),
     "reduce_lr": (
-        "Lower the learning rate (10× to start; or take the range test's suggestion)",
-        "for g in opt.param_groups:\n    g['lr'] *= 0.1",
+        "Lower the learning rate 10×{lr_was} (or take the range test's suggestion)",
+        "for g in opt.param_groups:\n    g['lr'] *= 0.1{lr_comment}",
     ),
     "increase_lr": (
         "Raise the learning rate until updates are ~1e-3 of the weights (the range test suggests one)",
-        "import gradwatch as gw\nres = gw.schedules.lr_range_test(model, lambda p: type(opt)(p, lr=1e-7), batches, loss_fn)\n"
+        "import gradwatch as gw\n"
+        "# batches: a few (input, target) pairs of your data; loss_fn(output, target) -> loss\n"
+        "res = gw.schedules.lr_range_test(model, lambda p: {opt_class}(p, lr=1e-7), batches, loss_fn)\n"
         "for g in opt.param_groups:\n    g['lr'] = res.suggestion",
     ),
     "add_warmup": (
         "Warm the learning rate up linearly over the first steps",
-        "import gradwatch as gw\nsched = gw.schedules.to_lambda_lr(opt, gw.schedules.linear_warmup(500))\n"
+        "import gradwatch as gw\nsched = gw.schedules.to_lambda_lr(opt, gw.schedules.linear_warmup({warmup}))\n"
         "# call sched.step() after every opt.step()",
     ),
     "use_pre_ln": (
         "Move LayerNorm before attention/FFN (pre-LN): gradients stay well-scaled without warmup",
-        "import gradwatch as gw\ngw.architecture.use_pre_ln(model)",
+        "import gradwatch as gw\nmodel = gw.architecture.use_pre_ln(model)\n" + _RECREATE,
     ),
     "use_cross_entropy": (
         "Use cross-entropy on logits instead of MSE behind a sigmoid (the gradient becomes a − y)",
@@ -72,11 +84,13 @@ _CATALOG: dict[str, tuple[str, str]] = {
     ),
     "use_leaky_relu": (
         "Use LeakyReLU so that units below zero still get a gradient",
-        "import gradwatch as gw\nfrom torch import nn\ngw.architecture.swap_activation(model, nn.ReLU, nn.LeakyReLU)",
+        "import gradwatch as gw\nfrom torch import nn\n"
+        "model = gw.architecture.swap_activation(model, nn.ReLU, nn.LeakyReLU(0.01))",
     ),
     "zero_bias_init": (
         "Start biases at zero (or slightly positive before ReLU) so units begin active",
-        "for m in model.modules():\n    if getattr(m, 'bias', None) is not None:\n        torch.nn.init.zeros_(m.bias)",
+        "for m in model.modules():\n    if isinstance(getattr(m, 'bias', None), torch.Tensor):\n"
+        "        torch.nn.init.zeros_(m.bias)",
     ),
     "break_symmetry": (
         "Initialise with random weights: identical units get identical gradients and stay identical",
@@ -84,7 +98,7 @@ _CATALOG: dict[str, tuple[str, str]] = {
     ),
     "guard": (
         "Run under the guard: non-finite or exploding steps are skipped and rolled back",
-        "with gw.watch(model, opt, guard=True):\n    ...  # or: gradwatch run --guard train.py",
+        "import gradwatch as gw\nwith gw.watch(model, opt, guard=True):\n    ...  # your loop; or: gradwatch run --guard train.py",
     ),
     "check_loss_inputs": (
         "Keep the loss's inputs in range: log/div of zero gives Inf/NaN (add an epsilon, use the *_with_logits losses)",
@@ -92,21 +106,67 @@ _CATALOG: dict[str, tuple[str, str]] = {
     ),
     "use_adam": (
         "Use Adam, which scales each parameter's step by its own gradient history",
-        "import gradwatch as gw\nopt = gw.remedies.swap_optimizer(opt, model, 'adam')",
+        "import gradwatch as gw\nopt = gw.remedies.swap_optimizer(opt, model, 'adam')  # lr 1e-3",
     ),
     "use_gru": (
         "Replace the plain RNN by a GRU of the same size",
-        "import gradwatch as gw\nmodel = gw.architecture.rnn_to_lstm(model, cell='gru')",
+        "import gradwatch as gw\nmodel = gw.architecture.rnn_to_lstm(model, cell='gru')\n" + _RECREATE,
     ),
     "weight_decay": (
         "Add L2 weight decay to keep weights from growing",
-        "for g in opt.param_groups:\n    g['weight_decay'] = 1e-4",
+        "import gradwatch as gw\nopt = gw.remedies.with_weight_decay(opt, 1e-4)",
     ),
 }
 
+_SATURATING = {"sigmoid": "Sigmoid", "tanh": "Tanh", "hardsigmoid": "Hardsigmoid", "hardtanh": "Hardtanh",
+               "softsign": "Softsign", "logsigmoid": "LogSigmoid"}
 
-def prescribe(remedy_id: str) -> Remedy:
-    """The :class:`Remedy` for an id in the catalog.
+
+def facts(ctx: Any = None) -> dict[str, str]:
+    """The model facts the code templates need, read off a rule context (defaults without one).
+
+    Example:
+        >>> facts()["saturating"]
+        '(nn.Sigmoid, nn.Tanh)'
+    """
+    out = {"saturating": "(nn.Sigmoid, nn.Tanh)", "functional_note": "", "norm": "batch",
+           "norm_title": "BatchNorm", "opt_class": "type(opt)", "lr_was": "", "lr_comment": "", "warmup": "500"}
+    if ctx is None:
+        return out
+    mods = ctx.run.modules
+    acts = mods[mods["kind"] == "activation"] if len(mods) else mods
+    module_classes, functional = set(), set()
+    for _, row in acts.iterrows():
+        name = _SATURATING.get(str(row["activation"]))
+        if name is None:
+            continue
+        if row["type"] == name:
+            module_classes.add(f"nn.{name}")
+        else:  # a functional call seen by the probe ("fc1:sigmoid")
+            functional.add(str(row["activation"]))
+    if module_classes:
+        classes = sorted(module_classes)
+        out["saturating"] = classes[0] if len(classes) == 1 else f"({', '.join(classes)})"
+    if functional:
+        calls = ", ".join(f"torch.{f}" for f in sorted(functional))
+        out["functional_note"] = f"\n# {calls} called inside forward(): replace by torch.relu there by hand"
+    if ctx.model.get("recurrent") or ctx.model.get("transformer_layers"):
+        out["norm"], out["norm_title"] = "layer", "LayerNorm"
+    opt = ctx.model.get("optimizer") or {}
+    if opt.get("class") and hasattr(torch.optim, opt["class"]):
+        out["opt_class"] = f"torch.optim.{opt['class']}"
+    lrs = [g.get("lr") for g in opt.get("param_groups", []) if isinstance(g.get("lr"), (int, float))]
+    if lrs:
+        lr = float(lrs[0])
+        out["lr_was"] = f" (it is {lr:g})"
+        out["lr_comment"] = f"  # {lr:g} → {lr * 0.1:g}"
+    if ctx.n_steps:
+        out["warmup"] = str(max(10, min(2000, ctx.n_steps // 10)))
+    return out
+
+
+def prescribe(remedy_id: str, ctx: Any = None) -> Remedy:
+    """The :class:`Remedy` for an id in the catalog, its code written for the model of ``ctx``.
 
     Raises:
         KeyError: unknown id (the message lists the known ones).
@@ -115,16 +175,22 @@ def prescribe(remedy_id: str) -> Remedy:
         description, code = _CATALOG[remedy_id]
     except KeyError:
         raise KeyError(f"unknown remedy {remedy_id!r}; known: {sorted(_CATALOG)}") from None
-    return Remedy(remedy_id, description, code)
+    f = facts(ctx)
+    return Remedy(remedy_id, description.format(**f), code.format(**f))
 
 
-def prescribe_all(ids: list[str]) -> list[Remedy]:
-    """Remedies for the ids, in order, without repeats."""
+def prescribe_all(ids: list[str], ctx: Any = None) -> list[Remedy]:
+    """Remedies for the ids, in order, without repeats, written for the model of ``ctx``.
+
+    Example:
+        >>> [r.id for r in prescribe_all(["reduce_lr", "guard", "reduce_lr"])]
+        ['reduce_lr', 'guard']
+    """
     seen, out = set(), []
     for i in ids:
         if i not in seen:
             seen.add(i)
-            out.append(prescribe(i))
+            out.append(prescribe(i, ctx))
     return out
 
 

@@ -54,7 +54,7 @@ def check(ctx: Context, warn_fraction: float = 0.5, critical_fraction: float = 0
                  "where the derivative is < 0.04: little gradient gets through"),
         evidence={"saturated_fraction": {n: v for n, v in flagged}, "healthy_band": f"< {warn_fraction:.0%}",
                   "tails": "sigmoid <0.02 or >0.98, |tanh| >0.98"},
-        causes=causes, remedies=prescribe_all(remedies))]
+        causes=causes, remedies=prescribe_all(remedies, ctx))]
 
 
 _LAYER_NODES = ("Addmm", "Mm", "Bmm", "Convolution", "Linear", "MulBackward", "Embedding")

@@ -44,4 +44,4 @@ def check(ctx: Context, warn_fraction: float = 0.5) -> list[Finding]:
                  f"{span} steps: each such layer learns like a single unit"),
         evidence={"identical_fraction": {n: v for n, v in flagged}, "steps_between_checks": span,
                   "healthy_band": "0% (random init makes units distinct)"},
-        causes=C.zero_init(ctx), remedies=prescribe_all(["break_symmetry", "use_he_init"]))]
+        causes=C.zero_init(ctx), remedies=prescribe_all(["break_symmetry", "use_he_init"], ctx))]

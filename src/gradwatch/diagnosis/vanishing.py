@@ -41,7 +41,7 @@ def check(ctx: Context, warn_orders: float = 3.0, critical_orders: float = 6.0) 
                      f"{len(span.layers)} layer(s) get under 1/1000 of the output's gradient and barely learn"),
             evidence={"grad_ratio_first_to_last": 10 ** span.log10_ratio, "measured": span.source,
                       "healthy_band": "within ~100× across layers", "profile_input_to_output": span.profile},
-            causes=causes, remedies=prescribe_all(remedies)))
+            causes=causes, remedies=prescribe_all(remedies, ctx)))
     for t in through_time(ctx):
         if -t.log10_ratio >= warn_orders:
             sev = "critical" if -t.log10_ratio >= critical_orders else "warning"
@@ -53,5 +53,5 @@ def check(ctx: Context, warn_orders: float = 3.0, critical_orders: float = 6.0) 
                          "from the last time step to the first: early inputs cannot be learned from"),
                 evidence={"grad_ratio_first_to_last_step": 10 ** t.log10_ratio, "measured": "through_time",
                           "healthy_band": "within ~100× over the sequence"},
-                causes=causes, remedies=prescribe_all(["use_lstm", "use_gru", "orthogonal_init", "clip_grad_norm"])))
+                causes=causes, remedies=prescribe_all(["use_lstm", "use_gru", "orthogonal_init", "clip_grad_norm"], ctx)))
     return out

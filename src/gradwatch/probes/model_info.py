@@ -23,9 +23,13 @@ from .activations import activation_name
 
 _NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
 _RMSNORM = getattr(nn, "RMSNorm", None)
+#: modules that sit between a layer and its activation without changing which one it is
 _PASS_THROUGH = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity,
-                 nn.Flatten, nn.Unflatten, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d,
-                 nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)
+                 nn.Flatten, nn.Unflatten, nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd,
+                 nn.modules.pooling._AdaptiveAvgPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd)
+
+#: weight layers an init policy acts on and whose following activation matters
+WEIGHT_LAYERS = (nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd)
 
 
 def is_norm(m: nn.Module) -> bool:
@@ -53,31 +57,51 @@ def module_kind(m: nn.Module) -> str:
     return "other"
 
 
+def is_leaf(m: nn.Module) -> bool:
+    """Whether a module has no child modules."""
+    return next(iter(m.children()), None) is None
+
+
+def following_modules(model: nn.Module) -> dict[str, nn.Module | None]:
+    """For each weight layer, the activation *module* that comes next (skipping norms, dropout,
+    pooling), or None when the next computing module is another layer or there is none.
+
+    Example:
+        >>> from torch import nn
+        >>> following_modules(nn.Sequential(nn.Linear(2, 2), nn.LeakyReLU(0.2)))
+        {'0': LeakyReLU(negative_slope=0.2)}
+    """
+    leaves = [(n, m) for n, m in model.named_modules() if is_leaf(m)]
+    out: dict[str, nn.Module | None] = {}
+    for i, (name, m) in enumerate(leaves):
+        if not (isinstance(m, WEIGHT_LAYERS) and isinstance(getattr(m, "weight", None), nn.Parameter)):
+            continue
+        act = None
+        for _, nxt in leaves[i + 1:]:
+            if activation_name(nxt):
+                act = nxt
+                break
+            if not (is_norm(nxt) or isinstance(nxt, _PASS_THROUGH)):
+                break
+        out[name] = act
+    return out
+
+
 def following_activation(model: nn.Module) -> dict[str, str | None]:
-    """For each parameterised layer, the activation module that comes next in registration
-    order (skipping norms, dropout, pooling), or None. Functional calls are not visible here.
+    """For each weight layer, the name of the activation that follows it (``"relu"``,
+    ``"tanh"``, ``"leaky_relu"``…) or None (a linear output, or another layer next).
+
+    The rule: the next leaf module in registration order of ``named_modules()``, skipping
+    normalisation, dropout, pooling and flatten; anything else ends the search. The watcher's
+    model description and the remedies both use it, so diagnosis and remedies agree.
+    Functional calls inside ``forward`` are not visible here.
 
     Example:
         >>> from torch import nn
         >>> following_activation(nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2), nn.ReLU()))
         {'0': 'relu'}
     """
-    leaves = [(n, m) for n, m in model.named_modules() if not any(True for _ in m.children())]
-    out: dict[str, str | None] = {}
-    for i, (name, m) in enumerate(leaves):
-        if not _is_weight_layer(m):
-            continue
-        act = None
-        for _, nxt in leaves[i + 1:]:
-            a = activation_name(nxt)
-            if a:
-                act = a
-                break
-            if is_norm(nxt) or isinstance(nxt, _PASS_THROUGH):
-                continue
-            break
-        out[name] = act
-    return out
+    return {k: (activation_name(v) if v is not None else None) for k, v in following_modules(model).items()}
 
 
 def _is_weight_layer(m: nn.Module) -> bool:
