@@ -1,0 +1,314 @@
+"""Overhead benchmark: what watching costs a training step, against peers, on five CPU models.
+
+Every configuration trains its own copy of the same model (same initial weights, same batch) with
+full training steps (zero_grad, forward, loss, backward, Adam step). Configurations:
+
+    unwatched      plain training
+    default        gw.watch(model, opt, out=tmp)  (every=10, stats="default")
+    all            gw.watch(model, opt, out=tmp, stats="all")  (every statistic, every step)
+    guard          gw.watch(model, opt, out=tmp, guard=True)   (defaults: snapshot every 100 steps)
+    anomaly        torch.autograd.detect_anomaly() around the step (PyTorch's own NaN hunter)
+    tensorboard    SummaryWriter.add_histogram for every parameter (and its grad) every step
+
+Measurement: configurations are interleaved in rounds (round r runs every configuration once,
+in a rotated order) so drift on a shared machine hits all alike. In every round a watched
+configuration gets a fresh watcher (attach/detach are not timed), runs ``--warmup`` untimed
+steps, then ``--steps`` timed steps followed by the wait for the run store to finish writing them
+(the store's writer thread is part of the cost); the guard keeps one ``Guard`` across rounds, so
+its snapshots land every 100 good steps of the whole run. A round's step time is the timed block
+divided by ``--steps`` (a multiple of ``every``, so the slow statistics steps are amortised
+exactly, not hidden by a median); the ratio is the median over rounds of that step time divided
+by the median of the unwatched step time.
+
+    python benchmarks/overhead.py                       # all five models, a few minutes
+    python benchmarks/overhead.py --quick               # a fast smoke run
+    python benchmarks/overhead.py --models mlp1000 --rounds 9 --steps 50
+    python benchmarks/overhead.py --configs unwatched,default,guard
+
+Writes ``benchmarks/overhead-results.json`` (``--json`` to change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "src"))
+
+import gradwatch as gw  # noqa: E402
+from gradwatch.guard import Guard  # noqa: E402
+
+TARGETS = {"default": 1.03, "all": 1.15, "guard": 1.05}
+
+
+# ---------------------------------------------------------------- reference models
+
+
+def make_mlp():
+    layers, width = [nn.Linear(64, 256), nn.ReLU()], 256
+    for _ in range(18):
+        layers += [nn.Linear(width, width), nn.ReLU()]
+    layers += [nn.Linear(width, 10)]
+    return nn.Sequential(*layers), torch.randn(64, 64), torch.randint(0, 10, (64,)), "20 Linear(256)+ReLU, batch 64"
+
+
+def make_cnn():
+    m = nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(32 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10),
+    )
+    return m, torch.randn(32, 1, 28, 28), torch.randint(0, 10, (32,)), "2×conv/BN/ReLU/pool on 1×28×28, batch 32"
+
+
+class Encoder(nn.Module):
+    def __init__(self, vocab=1000, d=128, layers=2, heads=4):
+        super().__init__()
+        self.emb = nn.Embedding(vocab, d)
+        layer = nn.TransformerEncoderLayer(d, heads, dim_feedforward=4 * d, dropout=0.0, batch_first=True)
+        self.enc = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.head = nn.Linear(d, 10)
+
+    def forward(self, x):
+        return self.head(self.enc(self.emb(x)).mean(1))
+
+
+def make_transformer():
+    return Encoder(), torch.randint(0, 1000, (16, 32)), torch.randint(0, 10, (16,)), \
+        "TransformerEncoder 2 layers, d_model 128, 4 heads, seq 32, batch 16"
+
+
+class LSTMNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(32, 128, batch_first=True)
+        self.head = nn.Linear(128, 10)
+
+    def forward(self, x):
+        out, _ = self.lstm(x)
+        return self.head(out[:, -1])
+
+
+def make_lstm():
+    return LSTMNet(), torch.randn(16, 50, 32), torch.randint(0, 10, (16,)), "LSTM(32→128), seq 50, batch 16 + Linear"
+
+
+def make_mlp1000():
+    layers = []
+    for _ in range(999):
+        layers += [nn.Linear(32, 32), nn.Tanh()]
+    layers += [nn.Linear(32, 10)]
+    m = nn.Sequential(*layers)
+    with torch.no_grad():  # orthogonal tanh: the signal stays finite and non-denormal over 1000 layers
+        for lin in m:
+            if isinstance(lin, nn.Linear):
+                nn.init.orthogonal_(lin.weight, gain=1.0)
+                lin.bias.zero_()
+    return m, torch.randn(16, 32), torch.randint(0, 10, (16,)), "1000 Linear(32)+Tanh, batch 16, orthogonal init"
+
+
+MODELS = {"mlp": make_mlp, "cnn": make_cnn, "transformer": make_transformer, "lstm": make_lstm,
+          "mlp1000": make_mlp1000}
+
+
+# ---------------------------------------------------------------- configurations
+
+
+class Runner:
+    """One configuration: its own model copy, optimizer and instrumentation."""
+
+    def __init__(self, name, base, x, y, tmp):
+        self.name = name
+        self.model = copy.deepcopy(base)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-4)
+        self.x, self.y = x, y
+        self.loss_fn = nn.CrossEntropyLoss()
+        self.tmp = Path(tmp) / name
+        self.guard = Guard() if name == "guard" else None
+        self.tb = None
+        self.rounds = 0
+        if name == "tensorboard":
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(self.tmp / "tb"))
+        self.tb_step = 0
+
+    def step(self):
+        self.opt.zero_grad(set_to_none=True)
+        loss = self.loss_fn(self.model(self.x), self.y)
+        loss.backward()
+        self.opt.step()
+        if self.tb is not None:
+            for n, p in self.model.named_parameters():
+                self.tb.add_histogram(n, p, self.tb_step)
+                if p.grad is not None:
+                    self.tb.add_histogram(n + ".grad", p.grad, self.tb_step)
+            self.tb_step += 1
+
+    def block(self, warmup, steps):
+        """Untimed setup + warmup, then the timed block; returns seconds per step."""
+        watcher = None
+        out = self.tmp / f"r{self.rounds}"
+        self.rounds += 1
+        if self.name == "default":
+            watcher = gw.watch(self.model, self.opt, out=out)
+        elif self.name == "all":
+            watcher = gw.watch(self.model, self.opt, out=out, stats="all")
+        elif self.name == "guard":
+            watcher = gw.watch(self.model, self.opt, out=out, guard=self.guard)
+        ctx = torch.autograd.detect_anomaly(check_nan=True) if self.name == "anomaly" else _Null()
+        try:
+            with ctx:
+                for _ in range(warmup):
+                    self.step()
+                if watcher is not None:
+                    watcher.flush(wait=True)
+                if self.tb is not None:
+                    self.tb.flush()
+                t0 = time.perf_counter()
+                for _ in range(steps):
+                    self.step()
+                if watcher is not None:  # the store's writing is part of the cost
+                    watcher.flush(wait=True)
+                if self.tb is not None:
+                    self.tb.flush()
+                dt = time.perf_counter() - t0
+        finally:
+            if watcher is not None:
+                watcher.detach()
+                shutil.rmtree(out, ignore_errors=True)
+        return dt / steps
+
+    def close(self):
+        if self.tb is not None:
+            self.tb.close()
+
+
+class _Null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+# ---------------------------------------------------------------- driver
+
+
+def bench_model(name, configs, rounds, steps, warmup, tmp, log):
+    torch.manual_seed(0)
+    base, x, y, desc = MODELS[name]()
+    n_tensors = sum(1 for _ in base.parameters())
+    n_modules = sum(1 for _ in base.modules())
+    n_params = sum(p.numel() for p in base.parameters())
+    runners = [Runner(c, base, x, y, tmp) for c in configs]
+    for r in runners:  # warm the allocator, the kernels and the optimizer state
+        for _ in range(3):
+            r.step()
+    times = {c: [] for c in configs}
+    t_start = time.perf_counter()
+    for rnd in range(rounds):
+        order = runners[rnd % len(runners):] + runners[:rnd % len(runners)]
+        for r in order:
+            times[r.name].append(r.block(warmup, steps))
+        log(f"  {name} round {rnd + 1}/{rounds}: " + "  ".join(
+            f"{c}={1e3 * times[c][-1]:.1f}ms" for c in configs))
+    for r in runners:
+        r.close()
+    base_med = statistics.median(times["unwatched"])
+    res = {"model": name, "description": desc, "param_tensors": n_tensors, "modules": n_modules,
+           "parameters": n_params, "seconds": time.perf_counter() - t_start,
+           "unwatched_ms": 1e3 * base_med, "configs": {}}
+    for c in configs:
+        med = statistics.median(times[c])
+        ratios = sorted(t / b for t, b in zip(times[c], times["unwatched"]))
+        res["configs"][c] = {"median_ms": 1e3 * med, "ratio": med / base_med,
+                             "round_ratio_min": ratios[0], "round_ratio_max": ratios[-1],
+                             "round_ms": [1e3 * t for t in times[c]]}
+    return res
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", default=",".join(MODELS), help=f"comma list of {','.join(MODELS)}")
+    ap.add_argument("--configs", default="unwatched,default,all,guard,anomaly,tensorboard")
+    ap.add_argument("--steps", type=int, default=50, help="timed steps per configuration per round (multiple of 10)")
+    ap.add_argument("--warmup", type=int, default=10, help="untimed steps after attaching, per round")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    ap.add_argument("--quick", action="store_true", help="2 rounds of 20 steps")
+    ap.add_argument("--json", default=str(HERE / "overhead-results.json"))
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.rounds, args.steps, args.warmup = 2, 20, 5
+    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    if "unwatched" not in configs:
+        configs.insert(0, "unwatched")
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        ap.error(f"unknown models {unknown}; choose from {list(MODELS)}")
+    torch.set_num_threads(args.threads)
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    results = []
+    tmp = tempfile.mkdtemp(prefix="gw-overhead-")
+    try:
+        for m in models:
+            console.print(f"[bold]{m}[/bold]")
+            results.append(bench_model(m, configs, args.rounds, args.steps, args.warmup, tmp,
+                                       lambda s: console.print(s, highlight=False)))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    table = Table(title=f"Step time relative to unwatched (median of {args.rounds} rounds × {args.steps} steps; "
+                        f"{args.threads} thread(s), CPU)")
+    table.add_column("model")
+    table.add_column("tensors", justify="right")
+    table.add_column("modules", justify="right")
+    table.add_column("unwatched", justify="right")
+    for c in configs[1:]:
+        head = c + (f" (≤{TARGETS[c]:.2f})" if c in TARGETS else "")
+        table.add_column(head, justify="right")
+    for r in results:
+        cells = []
+        for c in configs[1:]:
+            ratio = r["configs"][c]["ratio"]
+            ok = c not in TARGETS or ratio <= TARGETS[c]
+            cell = f"{ratio:.3f}×"
+            cells.append(cell if ok else f"[red]{cell}[/red]")
+        table.add_row(r["model"], str(r["param_tensors"]), str(r["modules"]), f"{r['unwatched_ms']:.1f} ms", *cells)
+    console.print(table)
+    console.print("ratio = median over rounds of (timed block / steps) ÷ the unwatched median; "
+                  "red: over the target. Per-round ranges are in the JSON.")
+    payload = {
+        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                    "cpu_count": os.cpu_count(), "torch": torch.__version__, "threads": args.threads,
+                    "python": platform.python_version()},
+        "settings": {"rounds": args.rounds, "steps": args.steps, "warmup": args.warmup, "configs": configs,
+                     "optimizer": "Adam(lr=1e-4)", "targets": TARGETS},
+        "results": results,
+    }
+    Path(args.json).write_text(json.dumps(payload, indent=2))
+    console.print(f"wrote {args.json}")
+    return payload
+
+
+if __name__ == "__main__":
+    main()
