@@ -77,6 +77,8 @@ def test_gallery_inlines_figures_and_escapes_text(tmp_path):
     assert "data:image/png;base64," + base64.b64encode(PNG).decode() in page
     assert "<script>" not in page and "&lt;script&gt;" in page and "<img src=x" not in page
     assert "S &amp; T" in page and "not reproduced" in page and "FAILED" in page
+    assert "true \\ predicted" in page and '<a href="#x">x</a>' in page and "<th colspan='4'>total</th>" in page
+    assert "<td class='failed'>✗ a &lt; &lt;b&gt;</td>" in page  # a failed check is shown failed, escaped
     path = write_gallery([r], tmp_path)
     assert path == tmp_path / "gallery.html" and "src=\"f.png\"" not in path.read_text()
 

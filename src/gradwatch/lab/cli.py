@@ -70,7 +70,9 @@ def print_summary(results: list[Any]) -> None:
 
     from .gallery import summary_rows
 
-    table = Table(title="gradwatch lab", show_lines=True)
+    ok = sum(r.verdict == "reproduced" for r in results)
+    table = Table(title="gradwatch lab", show_lines=True,
+                  caption=f"{ok} of {len(results)} reproduced · total {sum(r.seconds for r in results):.1f} s")
     for col in ("experiment", "verdict", "criterion", "measured", "seconds"):
         table.add_column(col, justify="right" if col == "seconds" else "left", overflow="fold")
     for row in summary_rows(results):

@@ -6,7 +6,7 @@ alone. Every string from a result goes through :func:`html.escape`.
 Example:
     >>> from gradwatch.lab.core import Result, check
     >>> r = Result(checks=[check("a < b", True, a=1, b=2)], name="demo", seconds=1.0)
-    >>> "<td>demo</td>" in render([r], root=".")
+    >>> '<a href="#demo">demo</a>' in render([r], root=".")
     True
 """
 
@@ -29,6 +29,8 @@ section{border-top:2px solid #eee;margin-top:2em;padding-top:.5em}
 img{max-width:100%;border:1px solid #eee;margin:.4em 0} .claim{font-size:1.05em}
 details{margin:.4em 0} pre{background:#f7f7f7;padding:.5em;overflow-x:auto;font-size:12px}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
+table.summary td.failed{color:#b3261e} table.summary tr.first td{border-top:2px solid #bbb}
+table.cm th{font-weight:400;color:#666;text-align:right} a{color:inherit}
 """
 
 
@@ -54,6 +56,11 @@ def _image(path: Path) -> str:
 
 
 def _value_html(v: Any, depth: int = 0) -> str:
+    if isinstance(v, dict) and "confusion_matrix" in v and depth < 3:
+        rest = {k: x for k, x in v.items() if k not in ("confusion_matrix", "labels")}
+        rows = f"<tr><th>confusion_matrix</th><td>{_confusion_html(v['confusion_matrix'], v.get('labels'))}</td></tr>"
+        rows += "".join(f"<tr><th>{_e(k)}</th><td>{_value_html(x, depth + 1)}</td></tr>" for k, x in rest.items())
+        return f"<table>{rows}</table>"
     if isinstance(v, dict) and depth < 3:
         rows = "".join(f"<tr><th>{_e(k)}</th><td>{_value_html(x, depth + 1)}</td></tr>" for k, x in v.items())
         return f"<table>{rows}</table>"
@@ -61,6 +68,18 @@ def _value_html(v: Any, depth: int = 0) -> str:
         rows = "".join("<tr>" + "".join(f"<td class='num'>{_e(_num(c))}</td>" for c in r) + "</tr>" for r in v)
         return f"<table>{rows}</table>"
     return _e(_num(v))
+
+
+def _confusion_html(matrix: Any, labels: Any) -> str:
+    """A confusion matrix with its labels: rows = true class, columns = predicted class."""
+    if not (isinstance(matrix, list) and matrix and all(isinstance(r, list) for r in matrix)):
+        return _value_html(matrix, 3)
+    if not (isinstance(labels, list) and len(labels) == len(matrix)):
+        labels = list(range(len(matrix)))
+    head = "<tr><th>true \\ predicted</th>" + "".join(f"<th>{_e(lab)}</th>" for lab in labels) + "</tr>"
+    rows = "".join(f"<tr><th>{_e(lab)}</th>" + "".join(f"<td class='num'>{_e(_num(c))}</td>" for c in r) + "</tr>"
+                   for lab, r in zip(labels, matrix))
+    return f"<table class='cm'>{head}{rows}</table>"
 
 
 def _num(v: Any) -> Any:
@@ -92,21 +111,42 @@ def _json(v: Any) -> str:
     return json.dumps(v, indent=1, default=str)[:20000]
 
 
+def _summary_html(results: list[Result]) -> str:
+    """The summary table: one line per check (criterion next to its numbers, failed ones in red)."""
+    head = "".join(f"<th>{_e(h)}</th>" for h in ("experiment", "verdict", "criterion", "measured", "seconds"))
+    rows = []
+    for r in results:
+        checks = r.checks or [None]
+        span = f" rowspan='{len(checks)}'" if len(checks) > 1 else ""
+        for i, c in enumerate(checks):
+            cells = ""
+            if i == 0:
+                cells += (f"<td{span}><a href=\"#{_e(r.name)}\">{_e(r.name)}</a></td>"
+                          f"<td{span}>{_verdict(r.verdict)}</td>")
+            if c is None:
+                cells += "<td class='failed'>✗ no check</td><td></td>"
+            else:
+                cls = "" if c.passed else " class='failed'"
+                cells += (f"<td{cls}>{'✓' if c.passed else '✗'} {_e(c.criterion)}</td>"
+                          f"<td{cls}>{_e(c.describe())}{'' if c.passed else ' — FAILED'}</td>")
+            if i == 0:
+                cells += f"<td{span} class='num'>{r.seconds:.1f}</td>"
+            rows.append(f"<tr{' class=first' if i == 0 else ''}>{cells}</tr>")
+    total = sum(r.seconds for r in results)
+    rows.append(f"<tr class=first><th colspan='4'>total</th><td class='num'><b>{total:.1f}</b></td></tr>")
+    return f"<table class='summary'><tr>{head}</tr>{''.join(rows)}</table>"
+
+
 def render(results: list[Result], root: str | Path, title: str = "gradwatch lab") -> str:
     """The gallery page for ``results`` whose figures live under ``root/NAME/``."""
     root = Path(root)
     ok = sum(r.verdict == REPRODUCED for r in results)
-    head = "".join(f"<th>{_e(h)}</th>" for h in ("experiment", "verdict", "criterion", "measured", "seconds"))
-    rows = "".join(
-        f"<tr><td>{_e(s['experiment'])}</td><td>{_verdict(s['verdict'])}</td><td>{_e(s['criterion'])}</td>"
-        f"<td>{_e(s['measured'])}</td><td class='num'>{_e(s['seconds'])}</td></tr>"
-        for s in summary_rows(results))
     body = "".join(_section(r, root) for r in results)
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(title)}</title><style>{_CSS}</style>"
         f"</head><body><h1>{_e(title)}</h1><p class='sub'>{ok} of {len(results)} claims reproduced · "
         f"{sum(r.seconds for r in results):.0f} s · {_e(time.strftime('%Y-%m-%d %H:%M'))}</p>"
-        f"<table><tr>{head}</tr>{rows}</table>{body}</body></html>"
+        f"{_summary_html(results)}{body}</body></html>"
     )
 
 
