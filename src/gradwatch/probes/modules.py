@@ -29,10 +29,16 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .activations import FUNCTIONAL_ACTIVATIONS, activation_name, output_stats
+from .activations import FUNCTIONAL_ACTIVATIONS, SATURATION_TAIL, activation_name, family, output_stats
 from .model_info import module_kind
+from .tensors import identical_batched, projection
 
 _STAT_KEYS = ("act_mean", "act_std", "act_sat", "act_zero", "act_identical")
+#: outputs up to this many elements are copied and their statistics computed together, batched by
+#: shape, at the end of the forward pass (thousands of small launches become a few); larger ones
+#: are measured at once (no copy)
+_BATCH_MAX_NUMEL = 4096
+_PLAIN = (torch.Tensor, nn.Parameter)
 
 
 def _first_tensor(x: Any) -> torch.Tensor | None:
@@ -91,6 +97,7 @@ class ModuleProbe:
         self._producer: dict[int, int] = {}
         self._order: dict[int, int] = {}
         self._stack: list[int] = []
+        self._stash: list[tuple[int, str, torch.Tensor]] = []
         self.root_calls = 0
 
     # ------------------------------------------------------------ hooks
@@ -156,7 +163,13 @@ class ModuleProbe:
             out = _first_tensor(output)
             if out is None:
                 return
-            self._record(mid, out, act)
+            if self._mode is not None and type(out) in _PLAIN:
+                with torch._C.DisableTorchFunction():  # our own ops need not pass through the mode
+                    self._record(mid, out, act)
+            else:
+                self._record(mid, out, act)
+            if mid == 0 and self._stash:
+                self._flush_stash()
             if recurrent and args and isinstance(args[0], torch.Tensor) and args[0].requires_grad \
                     and args[0].dim() == 3:
                 dims = (0, 2) if batch_first else (1, 2)
@@ -174,13 +187,62 @@ class ModuleProbe:
         if out.requires_grad:
             out.register_hook(lambda g: self._delta[mid].append(
                 (k, torch.linalg.vector_norm(g.detach()).float())))
-        if act:
+        if out.is_floating_point() and out.layout == torch.strided \
+                and 0 < out.numel() <= _BATCH_MAX_NUMEL:
+            # a copy: a later in-place op (ReLU(inplace=True), x += r) must not change what we saw
+            self._stash.append((mid, act, out.detach().clone()))
+        elif act:
             stats = output_stats(out, act)
             acc = self._act[mid]
             for key, v in stats.items():
                 acc[key].append(v)
         elif out.is_floating_point():  # every module: where did NaN/Inf first appear?
             self._act[mid]["act_nonfinite"].append((~torch.isfinite(out.detach())).sum().float())
+
+    @torch.no_grad()
+    def _flush_stash(self) -> None:
+        """The statistics of the small outputs kept by :meth:`_record`, one batch per (activation,
+        shape): the numbers :func:`~gradwatch.probes.activations.output_stats` gives one by one."""
+        stash, self._stash = self._stash, []
+        groups: dict[tuple, list[tuple[int, torch.Tensor]]] = defaultdict(list)
+        for mid, act, x in stash:
+            groups[(act, x.dtype, x.device, tuple(x.shape))].append((mid, x))
+        for (act, _, dev, shape), items in groups.items():
+            k = len(items)
+            xs = torch.stack([x for _, x in items]).float()
+            flat = xs.reshape(k, -1)
+            nonfinite = (~torch.isfinite(flat)).sum(1).float()
+            if not act:
+                for j, (mid, _) in enumerate(items):
+                    self._act[mid]["act_nonfinite"].append(nonfinite[j])
+                continue
+            fam = family(act)
+            stats = {
+                "act_mean": flat.mean(1),
+                "act_std": flat.std(1, unbiased=False) if flat.shape[1] > 1 else torch.zeros(k, device=dev),
+                "act_zero": (flat == 0).float().mean(1),
+                "act_nonfinite": nonfinite,
+            }
+            if fam == "sigmoid":
+                stats["act_sat"] = ((flat < SATURATION_TAIL) | (flat > 1 - SATURATION_TAIL)).float().mean(1)
+            elif fam == "tanh":
+                stats["act_sat"] = (flat.abs() > 1 - SATURATION_TAIL).float().mean(1)
+            if len(shape) >= 2:
+                d = 1 if len(shape) >= 4 else len(shape) - 1  # activations.unit_dim
+                units = xs.movedim(d + 1, -1).reshape(k, -1, shape[d])  # (k, samples, units)
+                if fam in ("relu", "leaky", "smooth"):
+                    fired = (units > 0).any(dim=1)
+                    for j, (mid, _) in enumerate(items):
+                        self._act[mid]["fired"].append(fired[j])
+                if shape[d] < 2:
+                    stats["act_identical"] = torch.zeros(k, device=dev)
+                else:
+                    stats["act_identical"] = identical_batched(units.transpose(1, 2),
+                                                               *projection(units.shape[1], dev))
+            for key, v in stats.items():
+                rows = v.unbind(0)
+                for j, (mid, _) in enumerate(items):
+                    self._act[mid][key].append(rows[j])
 
     def _on_functional(self, name: str, inp: Any, out: torch.Tensor) -> None:
         if self._stack and self.entries[self._stack[-1]]["kind"] == "activation":
@@ -205,11 +267,16 @@ class ModuleProbe:
         Returns ``(vectors, calls)``: vectors maps metric -> float32 tensor of length
         ``len(entries)`` (NaN where not measured); calls is a list of (module id, vector).
         """
+        if self._stash:
+            self._flush_stash()
         n = len(self.entries)
         dev = next((p.device for p in self.model.parameters()), torch.device("cpu"))
         vals: dict[str, dict[int, torch.Tensor]] = defaultdict(dict)
         calls: list[tuple[int, torch.Tensor]] = []
         for mid, items in self._delta.items():
+            if len(items) == 1:  # one call: its norm is the module's δ
+                vals["delta"][mid] = items[0][1]
+                continue
             items.sort(key=lambda t: t[0])
             norms = torch.stack([v.to(dev) for _, v in items])
             vals["delta"][mid] = torch.linalg.vector_norm(norms)
@@ -217,16 +284,15 @@ class ModuleProbe:
                 calls.append((mid, norms))
         for mid, seqs in self._time.items():
             calls.append((mid, torch.stack([s.to(dev) for s in seqs]).mean(0)))
-        for mid, count in self._calls.items():
-            vals["calls"][mid] = torch.tensor(float(count), device=dev)
-        for mid, pos in self._order.items():
-            vals["order"][mid] = torch.tensor(float(pos), device=dev)
+        direct = {"calls": self._calls, "order": self._order}  # host numbers: one tensor each
         for mid, acc in self._act.items():
             for key in _STAT_KEYS:
-                if acc.get(key):
-                    vals[key][mid] = torch.stack(acc[key]).mean()
-            if acc.get("act_nonfinite"):
-                vals["act_nonfinite"][mid] = torch.stack(acc["act_nonfinite"]).sum()
+                seen = acc.get(key)
+                if seen:
+                    vals[key][mid] = seen[0] if len(seen) == 1 else torch.stack(seen).mean()
+            seen = acc.get("act_nonfinite")
+            if seen:
+                vals["act_nonfinite"][mid] = seen[0] if len(seen) == 1 else torch.stack(seen).sum()
             fired = acc.get("fired")
             if fired and all(f.shape == fired[0].shape for f in fired):
                 now = torch.stack(fired).any(0)
@@ -237,6 +303,11 @@ class ModuleProbe:
                 window.append(now)
                 vals["act_dead"][mid] = 1.0 - torch.stack(list(window)).any(0).float().mean()
         vectors = {}
+        for metric, d in direct.items():
+            if d:
+                v = torch.full((n,), float("nan"))
+                v[torch.tensor(list(d.keys()))] = torch.tensor([float(c) for c in d.values()])
+                vectors[metric] = v.to(dev)
         for metric, d in vals.items():
             v = torch.full((n,), float("nan"), device=dev)
             if d:

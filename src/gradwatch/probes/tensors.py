@@ -63,7 +63,6 @@ class TensorStats:
         self._snapshot: list[tuple[_Part, object]] | None = None
         self._plans: dict[tuple, tuple[list[_Part], bool]] = {}
         self._weight_idx = [i for i, p in enumerate(params) if p.dim() >= 2 and not p.is_complex()]
-        self._proj: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     # ------------------------------------------------------------ the plan
     def _plan(self, tensors: list[torch.Tensor | None], rebuild: bool = False) -> tuple[list[_Part], bool]:
@@ -190,23 +189,15 @@ class TensorStats:
                 vals = torch.zeros(len(ix), device=dev)
             elif len(ix) == 1 or rows * cols > _STACK_MAX_NUMEL or dev.type != "cpu":
                 r = self._projection(cols, dev)
-                vals = torch.stack([_identical_batched(data[i].reshape(1, rows, cols).float(), *r)[0] for i in ix])
+                vals = torch.stack([identical_batched(data[i].reshape(1, rows, cols).float(), *r)[0] for i in ix])
             else:
                 m = torch.stack([data[i] for i in ix]).reshape(len(ix), rows, cols).float()
-                vals = _identical_batched(m, *self._projection(cols, dev))
+                vals = identical_batched(m, *self._projection(cols, dev))
             ident.index_copy_(0, torch.tensor(ix, device=self.device), vals.to(self.device))
         return ident
 
     def _projection(self, cols: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """The random vectors of :func:`identical_fraction` (same seed, so the same numbers)."""
-        key = (cols, device)
-        pr = self._proj.get(key)
-        if pr is None:
-            gen = torch.Generator(device="cpu").manual_seed(1234)
-            r = torch.randn(cols, generator=gen, dtype=torch.float32).to(device)
-            r2 = torch.randn(cols, generator=gen, dtype=torch.float32).to(device)
-            pr = self._proj[key] = (r, r2)
-        return pr
+        return projection(cols, device)
 
     @torch.no_grad()
     def snapshot(self) -> None:
@@ -278,8 +269,26 @@ def _max_abs_rows(m: torch.Tensor) -> torch.Tensor:
     return torch.maximum(hi, lo.neg())
 
 
-def _identical_batched(m: torch.Tensor, r: torch.Tensor, r2: torch.Tensor, rtol: float = 1e-5) -> torch.Tensor:
-    """:func:`identical_fraction` over a batch of (rows, cols) matrices ``m`` (k, rows, cols)."""
+_PROJECTIONS: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def projection(cols: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The random vectors of :func:`~gradwatch.probes.activations.identical_fraction` for rows of
+    ``cols`` entries (same seed, so the same numbers), made once per (cols, device)."""
+    key = (cols, device)
+    pr = _PROJECTIONS.get(key)
+    if pr is None:
+        gen = torch.Generator(device="cpu").manual_seed(1234)
+        r = torch.randn(cols, generator=gen, dtype=torch.float32).to(device)
+        r2 = torch.randn(cols, generator=gen, dtype=torch.float32).to(device)
+        if len(_PROJECTIONS) > 64:
+            _PROJECTIONS.clear()
+        pr = _PROJECTIONS[key] = (r, r2)
+    return pr
+
+
+def identical_batched(m: torch.Tensor, r: torch.Tensor, r2: torch.Tensor, rtol: float = 1e-5) -> torch.Tensor:
+    """:func:`~gradwatch.probes.activations.identical_fraction` over a batch of (rows, cols) matrices ``m`` (k, rows, cols)."""
     k, n, c = m.shape
     sig = m @ r + 1e-3 * (m @ r2)  # (k, rows)
     s, _ = torch.sort(sig, dim=1)
