@@ -32,7 +32,8 @@ def test_reduce_lr_is_injected_and_steps_are_capped(tmp_path):
     r, run_ = run(tmp_path, "--remedy", "reduce_lr", "--steps", "25")
     assert r.returncode == 0 and "done" not in r.stdout  # stopped by the step budget, not a crash
     assert len(run_.steps) == 25
-    assert run_.steps.lr.map(lambda v: v[0]).eq(0.05).all()
+    lrs = run_.steps.lr.map(lambda v: v[0])
+    assert lrs.nunique() == 1 and lrs.iloc[0] <= 0.05 + 1e-12  # a tenth, or less if that is still too large
 
 
 def test_clip_grad_norm_is_injected(tmp_path):
@@ -48,3 +49,77 @@ def test_unknown_remedy_is_a_one_line_error(tmp_path):
     r = subprocess.run([sys.executable, "-m", "gradwatch.cli", "run", "--remedy", "magic", str(p)],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "cannot apply 'magic'" in r.stderr and "Traceback" not in r.stderr
+
+
+DEAD = """
+    import torch
+    from torch import nn
+    import torch.nn.functional as F
+    torch.manual_seed(0)
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(8, 32), nn.Linear(32, 1)
+        def forward(self, x):
+            return self.b(F.relu(self.a(x)))
+    model = Net()
+    opt = torch.optim.SGD(model.parameters(), lr=LR)
+    for step in range(30):
+        x = torch.randn(32, 8)
+        loss = (model(x) - x.sum(1, keepdim=True)).pow(2).mean()
+        opt.zero_grad(); loss.backward(); opt.step()
+"""
+
+
+def run_script_text(tmp_path, text, *extra):
+    p = tmp_path / "train.py"
+    p.write_text(textwrap.dedent(text))
+    out = tmp_path / "r"
+    r = subprocess.run([sys.executable, "-m", "gradwatch.cli", "run", "--out", str(out), *extra, str(p)],
+                       capture_output=True, text=True, timeout=300)
+    return r, load(out)
+
+
+def test_reduce_lr_goes_below_a_tenth_when_a_tenth_is_still_far_too_large(tmp_path):
+    r, run_ = run_script_text(tmp_path, DEAD.replace("LR", "50.0"), "--remedy", "reduce_lr", "--steps", "5")
+    assert r.returncode == 0, r.stderr
+    lr = run_.steps.lr.map(lambda v: v[0]).iloc[0]
+    assert lr < 5.0 * 0.1  # the first step would have moved the weights by far more than 1e-2
+
+
+def test_increase_lr_goes_beyond_tenfold_for_a_typo_sized_rate(tmp_path):
+    r, run_ = run_script_text(tmp_path, DEAD.replace("LR", "1e-9"), "--remedy", "increase_lr", "--steps", "5")
+    assert r.returncode == 0, r.stderr
+    assert run_.steps.lr.map(lambda v: v[0]).iloc[0] > 1e-8
+
+
+def test_use_leaky_relu_reaches_functional_relu():
+    import torch
+    import torch.nn.functional as F
+
+    from gradwatch.inject import patch_functional_relu, unpatch_functional_relu
+
+    x = torch.tensor([-1.0, 2.0])
+    try:
+        patch_functional_relu()
+        assert torch.allclose(F.relu(x), torch.tensor([-0.01, 2.0])) and torch.allclose(torch.relu(x), F.relu(x))
+    finally:
+        unpatch_functional_relu()
+    assert F.relu(x).tolist() == [0.0, 2.0]
+
+
+def test_predicted_first_ratio_matches_the_step_taken():
+    import torch
+    from torch import nn
+
+    from gradwatch.inject import predicted_first_ratio
+
+    for cls in (torch.optim.SGD, torch.optim.Adam):
+        torch.manual_seed(0)
+        m = nn.Linear(16, 16)
+        opt = cls(m.parameters(), lr=1e-2)
+        m(torch.randn(8, 16)).pow(2).mean().backward()
+        pred, w0 = predicted_first_ratio(opt), m.weight.detach().clone()
+        opt.step()
+        actual = float((m.weight.detach() - w0).norm() / w0.norm())
+        assert abs(pred / actual - 1) < 0.05, (cls, pred, actual)

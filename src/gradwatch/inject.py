@@ -49,12 +49,80 @@ def apply_to_model(remedy: str, model: nn.Module) -> None:
         R.init.apply(model, "auto")
     elif remedy == "use_leaky_relu":
         R.architecture.swap_activation(model, nn.ReLU, nn.LeakyReLU, reinit=False)
+        patch_functional_relu()
     else:
         raise ValueError(f"{remedy!r} is not a model remedy; injectable: {', '.join(INJECTABLE)}")
 
 
+_ORIGINAL_RELU: dict = {}
+
+
+def patch_functional_relu(negative_slope: float = 0.01) -> None:
+    """Make ``F.relu`` / ``torch.relu`` leaky for the rest of this process (idempotent).
+
+    Scripts that call the functional ReLU have no module to swap; a trial runs in its own
+    process, so patching the functions there reaches them too. :func:`unpatch_functional_relu`
+    restores them.
+    """
+    import torch.nn.functional as F
+
+    if _ORIGINAL_RELU:
+        return
+    _ORIGINAL_RELU.update(F=F.relu, torch=torch.relu)
+
+    def leaky(input, inplace: bool = False):  # noqa: A002 - F.relu's own signature
+        return F.leaky_relu(input, negative_slope, inplace=inplace)
+
+    F.relu = leaky
+    torch.relu = lambda input: F.leaky_relu(input, negative_slope)  # noqa: E731
+
+
+def unpatch_functional_relu() -> None:
+    """Undo :func:`patch_functional_relu`."""
+    import torch.nn.functional as F
+
+    if _ORIGINAL_RELU:
+        F.relu, torch.relu = _ORIGINAL_RELU.pop("F"), _ORIGINAL_RELU.pop("torch")
+
+
+_SIGN_LIKE = ("Adam", "AdamW", "NAdam", "RAdam", "Adamax", "SparseAdam", "Adagrad", "RMSprop", "Adadelta")
+
+
+def predicted_first_ratio(optimizer: torch.optim.Optimizer) -> float:
+    """The median ‖Δw‖/‖w‖ over weight matrices that the coming step would make, predicted from
+    the gradients before it is taken: ``lr·‖g‖/‖w‖`` for SGD-like optimizers (exact for a first
+    step, whose momentum buffer is the gradient), ``lr·√n/‖w‖`` for Adam-like ones (whose first
+    step is ``lr·g/|g|``, one ``lr`` per element). NaN when there is nothing to measure.
+    """
+    sign_like = type(optimizer).__name__ in _SIGN_LIKE
+    ratios = []
+    for g in optimizer.param_groups:
+        for p in g["params"]:
+            if p.grad is None or p.dim() < 2:
+                continue
+            w = float(p.detach().norm())
+            step = float(g["lr"]) * (float((p.grad != 0).sum()) ** 0.5 if sign_like else float(p.grad.norm()))
+            if w > 0 and step == step:
+                ratios.append(step / w)
+    if not ratios:
+        return float("nan")
+    ratios.sort()
+    return ratios[len(ratios) // 2]
+
+
 class StepRemedy:
-    """Acts before every optimizer step: clipping, warmup, a one-time rate change."""
+    """Acts before every optimizer step: clipping, warmup, a one-time rate change.
+
+    ``reduce_lr`` divides the rate by 10, or by more when the first step would still move the
+    weights by over ``1e-2`` of their size (:func:`predicted_first_ratio`): then the rate is set
+    so that step moves them by ``3e-3`` (inside the healthy band, leaving room for momentum to
+    build the step up). ``increase_lr`` multiplies by 10, or by more when the first step would
+    still move them by under ``1e-4``: then to ``1e-3``, the band's centre. A rate a thousand
+    times too large (one step that kills every ReLU) is not fixed by a tenth of it.
+    """
+
+    band = (1e-4, 1e-2)
+    aim = {"reduce_lr": 3e-3, "increase_lr": 1e-3}
 
     def __init__(self, remedy: str, warmup: int = 100, clip: float = 1.0) -> None:
         if remedy not in STEP_REMEDIES:
@@ -71,6 +139,13 @@ class StepRemedy:
             self._base[key] = [float(g["lr"]) for g in optimizer.param_groups]
             factor = {"reduce_lr": 0.1, "increase_lr": 10.0}.get(self.remedy)
             if factor is not None:
+                r = predicted_first_ratio(optimizer)
+                if r == r and r > 0:
+                    if self.remedy == "reduce_lr" and r * factor > self.band[1]:
+                        factor = self.aim[self.remedy] / r
+                    elif self.remedy == "increase_lr" and r * factor < self.band[0]:
+                        factor = self.aim[self.remedy] / r
+                self.factor = factor
                 for g in optimizer.param_groups:
                     g["lr"] = float(g["lr"]) * factor
         if self.remedy == "clip_grad_norm":
