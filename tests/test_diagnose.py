@@ -139,3 +139,12 @@ def test_healthy_lstm_is_healthy(tmp_path):
             opt.step()
     d = gw.diagnose(tmp_path)
     assert d.verdict == "healthy", [f.summary for f in d.findings]
+
+
+def test_learning_rate_too_high_when_the_loss_leaps_then_settles_where_it_began(tmp_path, digits):
+    # RMSprop moves every weight by ~lr per step whatever its gradient: at 50× its usual rate
+    # the loss leaps orders of magnitude, the ReLUs die, and the loss falls back to chance
+    model = mlp(3, nn.ReLU, width=64)
+    d = diagnose_training(tmp_path, model, torch.optim.RMSprop(model.parameters(), lr=0.05), *digits, 120)
+    high = [f for f in d.findings if f.kind == "learning_rate_too_high"]
+    assert high and high[0].serious, [f.kind for f in d.findings]

@@ -59,6 +59,28 @@ class AutoWatch:
             module_hooks.register_module_forward_hook(self._post, always_call=True),
         ]
         self._opt_handle = optimizer_hooks.register_optimizer_step_pre_hook(self._on_step)
+        self._first_loss: torch.Tensor | None = None
+        self._capture_first_loss()
+
+    # the first step's backward runs before any watcher exists: keep its loss for the watcher
+    def _capture_first_loss(self) -> None:
+        original = torch.Tensor.backward
+        aw = self
+
+        def backward(tensor, *args, **kwargs):
+            if tensor.dim() == 0 and tensor.grad_fn is not None:
+                aw._first_loss = tensor
+            return original(tensor, *args, **kwargs)
+
+        self._loss_capture = backward
+        self._original_backward = original
+        torch.Tensor.backward = backward
+
+    def _release_first_loss(self) -> torch.Tensor | None:
+        if getattr(torch.Tensor, "backward", None) is self._loss_capture:
+            torch.Tensor.backward = self._original_backward
+        loss, self._first_loss = self._first_loss, None
+        return loss
 
     # global module hooks: remember the modules called at the top level
     def _pre(self, module, args):
@@ -99,7 +121,10 @@ class AutoWatch:
             print("gradwatch: an optimizer steps parameters of no module seen; not watched", file=sys.stderr)
             return
         if w is None:
+            first_loss = self._release_first_loss()
             self.watcher = Watcher(root, optimizer, out=self.out, first_stats_step=1, **self.watch_kwargs)
+            if first_loss is not None:
+                self.watcher._saw_loss(first_loss)
             if not self.model_remedy:  # a model remedy still needs to see top-level calls
                 self._remove_module_hooks()
         elif root is w.model or params <= set(w._param_ids):
@@ -136,6 +161,7 @@ class AutoWatch:
     def close(self) -> Watcher | None:
         """Remove the global hooks and detach the watcher (commits the record)."""
         self._remove_module_hooks()
+        self._release_first_loss()
         if self._opt_handle is not None:
             self._opt_handle.remove()
             self._opt_handle = None

@@ -23,7 +23,11 @@ from .prescriptions import prescribe_all
 
 
 def loss_trend(ctx: Context) -> dict[str, float]:
-    """Loss at the start/end (medians), relative change, spike fraction, divergence."""
+    """Loss at the start/end (medians), relative change, spike fraction, divergence, blow-up.
+
+    The improvement is measured from the better of the first loss and the early median: a run
+    whose loss leaps up in its first steps (a step too large) and comes back only to where it
+    began has learned nothing, though it is below its early median."""
     lo = ctx.loss_finite()
     if len(lo) < 10:
         return {}
@@ -33,8 +37,13 @@ def loss_trend(ctx: Context) -> dict[str, float]:
     prev = lo.rolling(10, min_periods=3).median().shift(1)
     # a spike throws learning away: 3× the recent level and back above half the starting loss
     spikes = float(((lo > 3 * prev) & (prev > 0) & (lo > 0.5 * lo.iloc[0])).mean())
-    rel = (start - end) / abs(start) if start != 0 else 0.0
-    return {"loss_start": start, "loss_end": end, "relative_improvement": rel, "spike_fraction": spikes,
+    initial = float(lo.iloc[0])
+    ref = min(start, initial) if initial > 0 else start
+    rel = (ref - end) / abs(ref) if ref != 0 else 0.0
+    # the loss leaping an order of magnitude above where it began: an overshooting step
+    peak = float(lo.max() / initial) if initial > 0 else float("nan")
+    return {"loss_start": start, "loss_initial": initial, "loss_end": end, "relative_improvement": rel,
+            "spike_fraction": spikes, "peak_over_initial": peak,
             "diverged": float(end > start * 1.05 or ctx.first_nonfinite_step is not None)}
 
 
@@ -56,9 +65,10 @@ def _early_ratio_by_layer(ctx: Context) -> pd.Series:
     return head.max()
 
 
-def check_high(ctx: Context, high: float = 0.05, share: float = 0.5, spike_fraction: float = 0.03) -> list[Finding]:
+def check_high(ctx: Context, high: float = 0.05, share: float = 0.5, spike_fraction: float = 0.03,
+               blow_up: float = 10.0) -> list[Finding]:
     """Flag early update ratios ≥ ``high`` on ≥ ``share`` of layers together with a loss that
-    spikes, stalls or diverges."""
+    spikes, stalls, diverges, or leaps ≥ ``blow_up``× above its first value."""
     ratios = _early_ratio_by_layer(ctx).dropna()
     trend = loss_trend(ctx)
     if ratios.empty or not trend:
@@ -69,9 +79,11 @@ def check_high(ctx: Context, high: float = 0.05, share: float = 0.5, spike_fract
     diverged = bool(trend["diverged"])
     spiky = trend["spike_fraction"] >= spike_fraction
     stalled = trend["relative_improvement"] < 0.1
-    if not (diverged or spiky or stalled):
+    blew_up = trend["peak_over_initial"] >= blow_up
+    if not (diverged or spiky or stalled or blew_up):
         return []
-    how = "diverged" if diverged else ("spikes" if spiky else "does not improve")
+    how = ("diverged" if diverged else "spikes" if spiky else
+           f"leapt {trend['peak_over_initial']:.0f}× above its first value" if blew_up else "does not improve")
     causes = C.learning_rate(ctx) + C.post_ln_without_warmup(ctx)
     ids = [c.id for c in causes]
     remedies = ["reduce_lr"]
@@ -80,7 +92,7 @@ def check_high(ctx: Context, high: float = 0.05, share: float = 0.5, spike_fract
     remedies += ["clip_grad_norm", "add_warmup"]
     first = int(ctx.update_ratio().index[0])
     return [Finding(
-        kind="learning_rate_too_high", severity="critical" if diverged else "warning",
+        kind="learning_rate_too_high", severity="critical" if diverged or blew_up else "warning",
         first_step=first, layers=list(hot.index),
         summary=(f"each step rewrites {float(hot.median()):.0%} of the weights in {len(hot)} of {len(ratios)} layers "
                  f"(healthy ≈ 0.1%), and the loss {how}"),
