@@ -1,20 +1,28 @@
 """Depth, the moonshot: plain networks — no normalisation, no residual path — on digits, with
-gradwatch choosing the initialisation (``init="critical"``: orthogonal at χ₁ = 1 for tanh) and the
-learning rate (from the depth and the measured update ratio: :func:`gradwatch.calibrate_lr`
-aims each layer's step at ``1e-2 / depth`` of its weights, so the function as a whole moves
-about the same amount per step at every depth), next to He and Xavier init.
+gradwatch choosing the initialisation (``init="critical"``: orthogonal at χ₁ = 1 for tanh, σ_b = 0)
+and the learning rate, next to He and Xavier init (same everything else).
 
-    python benchmarks/depth.py                     # depths 10, 100, 1000
-    python benchmarks/depth.py --depths 10,100,1000,3000 --steps 400
+The rate is not tuned per depth. :class:`gradwatch.calibrate.UpdateRatioController` measures,
+every 10 steps, how far one step moves the network's outputs on a fixed probe batch (RMS change
+of the logits, relative once they exceed 1) and rescales the rate to keep that at one target
+(``--step 0.05``) at every depth; the first 10 steps are measured one by one so the starting
+rate does not matter. Adam, because a critically initialised deep tanh net has tiny activations
+in its deep layers (q_ℓ ≈ 1/2ℓ) and SGD gives those layers — the read-out included — tiny steps.
 
-Prints test accuracy, steps and seconds per depth and init (a rich table) and writes
-``depth-results.json``.
+    python benchmarks/depth.py                                   # depths 10, 100, 1000
+    python benchmarks/depth.py --depths 3000 --inits critical --budget 600
+
+Each run stops at ``--stop-at`` test accuracy (checked every 25 steps), at ``--max-steps`` or at
+its wall-clock budget (He and Xavier get ``--baseline-budget``, 60 s: at depth ≥ 100 they are at or near chance).
+Threads default to 1: on a shared 2-core machine two OpenMP threads that spin-wait for each
+other were 25× slower per step than one. Prints the table and writes ``depth-results.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 
 import torch
@@ -33,6 +41,7 @@ def data(seed: int = 0):
 
 
 def plain_tanh(depth: int, width: int) -> nn.Sequential:
+    """``depth`` Linear layers (the last one the read-out), tanh between them, nothing else."""
     layers: list[nn.Module] = [nn.Linear(64, width), nn.Tanh()]
     for _ in range(depth - 2):
         layers += [nn.Linear(width, width), nn.Tanh()]
@@ -40,72 +49,91 @@ def plain_tanh(depth: int, width: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def train_one(depth, width, init, steps, target_acc, seed, d):
+def train_one(depth, init, a, d) -> dict:
     import gradwatch as gw
+    from gradwatch.calibrate import UpdateRatioController
 
     Xtr, ytr, Xte, yte = d
-    torch.manual_seed(seed)
-    model = plain_tanh(depth, width)
+    torch.manual_seed(a.seed)
+    model = plain_tanh(depth, a.width)
     gw.init.apply(model, {"critical": "critical", "he": "he_normal", "xavier": "xavier_normal"}[init])
-    gen = torch.Generator().manual_seed(seed)
-    batches = [(Xtr[i], ytr[i]) for i in (torch.randint(0, len(Xtr), (128,), generator=gen) for _ in range(4))]
-    make = lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9)  # noqa: E731
+    opt = torch.optim.Adam(model.parameters(), lr=a.lr0)
+    ctl = UpdateRatioController(opt, a.step, every=10, settle=10, probe=(model, Xtr[:256]))
+    gen = torch.Generator().manual_seed(a.seed)
+    budget = a.baseline_budget if init != "critical" else a.budget
+    row = {"depth": depth, "init": init, "width": a.width, "batch": a.batch, "budget_s": budget,
+           "reached": {}, "curve": []}
     t0 = time.perf_counter()
-    try:
-        lr = gw.calibrate_lr(model, make, batches, target=1e-2 / depth, steps=2, rounds=3)
-    except ValueError:
-        lr = float("nan")
-    opt = make(model.parameters(), lr if lr == lr else 1e-3)
-    reached, acc = None, 0.0
-    for s in range(steps):
-        idx = torch.randint(0, len(Xtr), (128,), generator=gen)
-        loss = nn.functional.cross_entropy(model(Xtr[idx]), ytr[idx])
+    s, acc, loss = 0, 0.0, float("nan")
+    while s < a.max_steps and time.perf_counter() - t0 < budget:
+        idx = torch.randint(0, len(Xtr), (a.batch,), generator=gen)
+        loss_t = nn.functional.cross_entropy(model(Xtr[idx]), ytr[idx])
         opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if (s + 1) % 25 == 0 or s == steps - 1:
+        loss_t.backward()
+        ctl.step()
+        s += 1
+        loss = float(loss_t.detach())
+        if s % 25 == 0:
             with torch.no_grad():
                 acc = float((model(Xte).argmax(1) == yte).float().mean())
-            if reached is None and acc >= target_acc:
-                reached = s + 1
-    return {"depth": depth, "init": init, "lr": lr, "test_accuracy": acc, "steps_to_target": reached,
-            "seconds": time.perf_counter() - t0}
+            el = time.perf_counter() - t0
+            row["curve"].append((s, round(acc, 4), round(loss, 4), round(ctl.lr, 8), round(el, 1)))
+            for level in (0.9, 0.95):
+                if acc >= level and str(level) not in row["reached"]:
+                    row["reached"][str(level)] = {"step": s, "seconds": round(el, 1)}
+            if acc >= a.stop_at or not math.isfinite(loss):
+                break
+    seconds = time.perf_counter() - t0
+    with torch.no_grad():
+        acc = float((model(Xte).argmax(1) == yte).float().mean())
+    row.update(test_accuracy=acc, final_loss=loss, steps=s, seconds=seconds, s_per_step=seconds / max(s, 1),
+               lr_final=ctl.lr, step_ratio_last=ctl.history[-1][1] if ctl.history else None)
+    return row
 
 
 def main() -> None:
     from rich.console import Console
-    from rich.progress import Progress
     from rich.table import Table
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--depths", default="10,100,1000")
     ap.add_argument("--inits", default="critical,he,xavier")
     ap.add_argument("--width", type=int, default=128)
-    ap.add_argument("--steps", type=int, default=400)
-    ap.add_argument("--target", type=float, default=0.95, help="accuracy whose first step is reported")
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--step", type=float, default=0.05, help="output change per step the controller keeps")
+    ap.add_argument("--lr0", type=float, default=1e-4, help="starting rate (the controller corrects it)")
+    ap.add_argument("--max-steps", type=int, default=3000)
+    ap.add_argument("--budget", type=float, default=300.0, help="wall-clock seconds per run")
+    ap.add_argument("--baseline-budget", type=float, default=60.0, help="wall-clock seconds per He/Xavier run")
+    ap.add_argument("--stop-at", type=float, default=0.95, help="stop once test accuracy reaches this")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="depth-results.json")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     d = data(a.seed)
+    console = Console(width=160)
     rows = []
-    jobs = [(int(x), i) for x in a.depths.split(",") for i in a.inits.split(",")]
-    with Progress() as progress:
-        task = progress.add_task("training", total=len(jobs))
-        for depth, init in jobs:
-            progress.update(task, description=f"depth {depth}, {init} init")
-            rows.append(train_one(depth, a.width, init, a.steps, a.target, a.seed, d))
-            progress.advance(task)
-    t = Table(title=f"plain tanh MLP, width {a.width}, digits, {a.steps} SGD steps, lr calibrated to 1e-2/depth")
-    for c in ("depth", "init", "lr", "test accuracy", f"steps to {a.target:.0%}", "seconds"):
+    for depth in (int(x) for x in a.depths.split(",")):
+        for init in a.inits.split(","):
+            r = train_one(depth, init, a, d)
+            rows.append(r)
+            console.print(f"depth {depth:>5} {init:>8}: acc {r['test_accuracy']:.1%} after {r['steps']} steps, "
+                          f"{r['seconds']:.0f} s ({r['s_per_step']:.3f} s/step), reached {r['reached']}",
+                          highlight=False)
+            with open(a.out, "w") as f:
+                json.dump(rows, f, indent=1)
+    t = Table(title=f"plain tanh MLP, width {a.width}, digits, Adam, batch {a.batch}; rate kept at "
+                    f"{a.step:g} output change per step by the controller; {a.threads} thread(s), shared CPU")
+    for c in ("depth", "init", "test acc", "steps", "seconds", "s/step", "90% at step (s)", "95% at step (s)",
+              "final lr"):
         t.add_column(c, justify="right")
     for r in rows:
-        t.add_row(str(r["depth"]), r["init"], f"{r['lr']:.3g}", f"{r['test_accuracy']:.1%}",
-                  str(r["steps_to_target"] or "-"), f"{r['seconds']:.0f}")
-    Console().print(t)
-    with open(a.out, "w") as f:
-        json.dump(rows, f, indent=2)
+        at = lambda k: (f"{r['reached'][k]['step']} ({r['reached'][k]['seconds']:.0f})"  # noqa: E731
+                        if k in r["reached"] else "-")
+        t.add_row(str(r["depth"]), r["init"], f"{r['test_accuracy']:.1%}", str(r["steps"]), f"{r['seconds']:.0f}",
+                  f"{r['s_per_step']:.3f}", at("0.9"), at("0.95"), f"{r['lr_final']:.2g}")
+    console.print(t)
 
 
 if __name__ == "__main__":
