@@ -51,6 +51,9 @@ def diagnose(run: Run | str | os.PathLike, rules: dict[str, Rule] | None = None,
         >>> # d = diagnose("runs/exp1"); print(d.to_json())
     """
     if not isinstance(run, Run):
+        if not isinstance(run, (str, os.PathLike)):
+            raise TypeError(f"diagnose expects a run directory or gw.load(...) result, got {type(run).__name__}; "
+                            "pass the out= directory of a watched run")
         run = load(run)
     ctx = Context(run)
     findings: list[Finding] = []
