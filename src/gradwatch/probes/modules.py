@@ -22,6 +22,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+import weakref
 from collections import defaultdict, deque
 from typing import Any
 
@@ -38,6 +40,16 @@ _STAT_KEYS = ("act_mean", "act_std", "act_sat", "act_zero", "act_identical")
 #: shape, at the end of the forward pass (thousands of small launches become a few); larger ones
 #: are measured at once (no copy)
 _BATCH_MAX_NUMEL = 4096
+#: on the CPU (launches cost more than copies there) up to this many
+_BATCH_MAX_NUMEL_CPU = 1 << 16
+_ZERO: dict[str, torch.Tensor] = {}
+
+
+def _zero() -> torch.Tensor:
+    z = _ZERO.get("cpu")
+    if z is None:
+        z = _ZERO["cpu"] = torch.zeros(())
+    return z
 _PLAIN = (torch.Tensor, nn.Parameter)
 
 
@@ -94,7 +106,7 @@ class ModuleProbe:
         self._delta: dict[int, list[tuple[int, torch.Tensor]]] = defaultdict(list)
         self._time: dict[int, list[torch.Tensor]] = defaultdict(list)
         self._act: dict[int, dict[str, list[torch.Tensor]]] = defaultdict(lambda: defaultdict(list))
-        self._producer: dict[int, int] = {}
+        self._producer: dict[int, tuple[int, weakref.ref]] = {}  # id(output) -> (module, the output)
         self._order: dict[int, int] = {}
         self._stack: list[int] = []
         self._stash: list[tuple[int, str, torch.Tensor]] = []
@@ -183,20 +195,31 @@ class ModuleProbe:
         self._calls[mid] = k + 1
         if k == 0:
             self._order[mid] = len(self._order)  # forward order of first outputs
-        self._producer[id(out)] = mid
+        self._producer[id(out)] = (mid, weakref.ref(out))  # ids are reused once a tensor dies
         if out.requires_grad:
             out.register_hook(lambda g: self._delta[mid].append(
                 (k, torch.linalg.vector_norm(g.detach()).float())))
-        if out.is_floating_point() and out.layout == torch.strided \
-                and 0 < out.numel() <= _BATCH_MAX_NUMEL:
+        if not out.is_floating_point() or out.layout != torch.strided or out.numel() == 0:
+            if act:  # an unusual output (integer, sparse, empty): the one-by-one statistics
+                acc = self._act[mid]
+                for key, v in output_stats(out, act).items():
+                    acc[key].append(v)
+            return
+        limit = _BATCH_MAX_NUMEL_CPU if out.device.type == "cpu" else _BATCH_MAX_NUMEL
+        if out.numel() <= limit:
             # a copy: a later in-place op (ReLU(inplace=True), x += r) must not change what we saw
             self._stash.append((mid, act, out.detach().clone()))
         elif act:
-            stats = output_stats(out, act)
-            acc = self._act[mid]
-            for key, v in stats.items():
-                acc[key].append(v)
-        elif out.is_floating_point():  # every module: where did NaN/Inf first appear?
+            x = out.detach()
+            self._batch_stats(act, x.device, tuple(x.shape), [mid], x.unsqueeze(0))
+        elif out.device.type == "cpu":  # reading a flag is free here: count only when the sum says so
+            x = out.detach()
+            total = x.sum()
+            if math.isfinite(float(total)):
+                self._act[mid]["act_nonfinite"].append(_zero())
+            else:
+                self._act[mid]["act_nonfinite"].append((~torch.isfinite(x)).sum().float())
+        else:  # every module: where did NaN/Inf first appear?
             self._act[mid]["act_nonfinite"].append((~torch.isfinite(out.detach())).sum().float())
 
     @torch.no_grad()
@@ -208,48 +231,53 @@ class ModuleProbe:
         for mid, act, x in stash:
             groups[(act, x.dtype, x.device, tuple(x.shape))].append((mid, x))
         for (act, _, dev, shape), items in groups.items():
-            k = len(items)
-            xs = torch.stack([x for _, x in items]).float()
-            flat = xs.reshape(k, -1)
-            nonfinite = (~torch.isfinite(flat)).sum(1).float()
-            if not act:
-                for j, (mid, _) in enumerate(items):
-                    self._act[mid]["act_nonfinite"].append(nonfinite[j])
-                continue
-            fam = family(act)
-            stats = {
-                "act_mean": flat.mean(1),
-                "act_std": flat.std(1, unbiased=False) if flat.shape[1] > 1 else torch.zeros(k, device=dev),
-                "act_zero": (flat == 0).float().mean(1),
-                "act_nonfinite": nonfinite,
-            }
-            if fam == "sigmoid":
-                stats["act_sat"] = ((flat < SATURATION_TAIL) | (flat > 1 - SATURATION_TAIL)).float().mean(1)
-            elif fam == "tanh":
-                stats["act_sat"] = (flat.abs() > 1 - SATURATION_TAIL).float().mean(1)
-            if len(shape) >= 2:
-                d = 1 if len(shape) >= 4 else len(shape) - 1  # activations.unit_dim
-                units = xs.movedim(d + 1, -1).reshape(k, -1, shape[d])  # (k, samples, units)
-                if fam in ("relu", "leaky", "smooth"):
-                    fired = (units > 0).any(dim=1)
-                    for j, (mid, _) in enumerate(items):
-                        self._act[mid]["fired"].append(fired[j])
-                if shape[d] < 2:
-                    stats["act_identical"] = torch.zeros(k, device=dev)
-                else:
-                    stats["act_identical"] = identical_batched(units.transpose(1, 2),
-                                                               *projection(units.shape[1], dev))
-            for key, v in stats.items():
-                rows = v.unbind(0)
-                for j, (mid, _) in enumerate(items):
-                    self._act[mid][key].append(rows[j])
+            self._batch_stats(act, dev, shape, [mid for mid, _ in items], torch.stack([x for _, x in items]))
+
+    @torch.no_grad()
+    def _batch_stats(self, act: str, dev, shape: tuple, mids: list[int], xs: torch.Tensor) -> None:
+        """Statistics of ``len(mids)`` outputs of one shape stacked in ``xs``, per module."""
+        k = len(mids)
+        xs = xs.float()
+        flat = xs.reshape(k, -1)
+        nonfinite = (~torch.isfinite(flat)).sum(1).float()
+        if not act:
+            for j, mid in enumerate(mids):
+                self._act[mid]["act_nonfinite"].append(nonfinite[j])
+            return
+        fam = family(act)
+        stats = {
+            "act_mean": flat.mean(1),
+            "act_std": flat.std(1, unbiased=False) if flat.shape[1] > 1 else torch.zeros(k, device=dev),
+            "act_zero": (flat == 0).float().mean(1),
+            "act_nonfinite": nonfinite,
+        }
+        if fam == "sigmoid":
+            stats["act_sat"] = ((flat < SATURATION_TAIL) | (flat > 1 - SATURATION_TAIL)).float().mean(1)
+        elif fam == "tanh":
+            stats["act_sat"] = (flat.abs() > 1 - SATURATION_TAIL).float().mean(1)
+        if len(shape) >= 2:
+            d = 1 if len(shape) >= 4 else len(shape) - 1  # activations.unit_dim
+            units = xs.movedim(d + 1, -1).reshape(k, -1, shape[d])  # (k, samples, units)
+            if fam in ("relu", "leaky", "smooth"):
+                fired = (units > 0).any(dim=1)
+                for j, mid in enumerate(mids):
+                    self._act[mid]["fired"].append(fired[j])
+            if shape[d] < 2:
+                stats["act_identical"] = torch.zeros(k, device=dev)
+            else:
+                stats["act_identical"] = identical_batched(units.transpose(1, 2), *projection(units.shape[1], dev))
+        for key, v in stats.items():
+            rows = v.unbind(0)
+            for j, mid in enumerate(mids):
+                self._act[mid][key].append(rows[j])
 
     def _on_functional(self, name: str, inp: Any, out: torch.Tensor) -> None:
         if self._stack and self.entries[self._stack[-1]]["kind"] == "activation":
             return  # an activation module calling its functional form: already seen
         if not torch.is_grad_enabled():
             return
-        owner = self._producer.get(id(inp)) if isinstance(inp, torch.Tensor) else None
+        hit = self._producer.get(id(inp)) if isinstance(inp, torch.Tensor) else None
+        owner = hit[0] if hit is not None and hit[1]() is inp else None
         if owner is None:
             owner = self._stack[-1] if self._stack else 0
         key = (owner, name)
