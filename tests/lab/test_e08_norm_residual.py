@@ -14,7 +14,7 @@ def test_tiny_run_structure(tmp_path):
     r = run_experiment(e08, config=cfg, out=tmp_path, quiet=True)
     m = r.measurements
     for key in ("log10_delta_ratio_init", "log10_delta_ratio_worst", "accuracy", "final_loss",
-                "cosine_last_block", "delta_profile_init"):
+                "cosine_last_block", "delta_profile_init", "delta_nonfinite_steps"):
         assert set(m[key]) == set(e08.VARIANTS), key
     assert all(len(p) == 4 for p in m["delta_profile_init"].values())
     # plain check, 4 per other variant (within 100x, trains better) and the BN mean-field check
@@ -37,3 +37,11 @@ def test_blocks_and_prediction():
     assert e08.bn_relu_prediction(1) == 0.0
     with pytest.raises(ValueError, match="unknown variant"):
         e08.make_net("weightnorm", 2, 8, "relu")
+
+
+def test_a_diverged_run_fails_the_delta_check():
+    cfg = e08.Config(depth=3, variants=("plain", "residual"))
+    m = {"log10_delta_ratio_worst": {"plain": -5.0, "residual": None}, "log10_delta_ratio_init": {"plain": -5.0},
+         "accuracy": {"plain": 0.1, "residual": 0.1}, "delta_nonfinite_steps": {"plain": 0, "residual": 3}}
+    within = [c for c in e08._checks(cfg, m) if c.criterion.startswith("residual: |log10")]
+    assert len(within) == 1 and not within[0].passed and within[0].measured["nonfinite_steps"] == 3

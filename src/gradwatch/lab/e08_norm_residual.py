@@ -136,7 +136,8 @@ def run(config: Config, ctx: Context) -> Result:
     data = digits()
     F = nn.functional
     measurements: dict = {"log10_delta_ratio_init": {}, "log10_delta_ratio_worst": {}, "accuracy": {},
-                          "final_loss": {}, "cosine_last_block": {}, "delta_profile_init": {}}
+                          "final_loss": {}, "cosine_last_block": {}, "delta_profile_init": {},
+                          "delta_nonfinite_steps": {}}
     tables, curves = {}, {}
     with ctx.progress(len(config.variants), "variants") as advance:
         for k, variant in enumerate(config.variants):
@@ -154,7 +155,9 @@ def run(config: Config, ctx: Context) -> Result:
                     loss.backward()
                     opt.step()
             model.eval()
-            measurements["cosine_last_block"][variant] = {"init": cos_init, "trained": _cosine(model, data.X_test)}
+            cos_trained = _cosine(model, data.X_test)
+            measurements["cosine_last_block"][variant] = {
+                "init": cos_init, "trained": cos_trained if math.isfinite(cos_trained) else None}
             with torch.no_grad():
                 pred = model(data.X_test).argmax(1)
             report = classification_report(data.y_test, pred, labels=range(data.classes))
@@ -164,11 +167,15 @@ def run(config: Config, ctx: Context) -> Result:
             blocks = [f"blocks.{i}" for i in range(config.depth)]
             ratios = [_log_ratio(row, config.depth) for _, row in delta.iterrows()]
             measurements["log10_delta_ratio_init"][variant] = ratios[0]
-            finite = [r for r in ratios if not math.isnan(r)]
-            measurements["log10_delta_ratio_worst"][variant] = max(finite, key=abs) if finite else float("nan")
+            # a step whose δ is non-finite (the run diverged) has no ratio: it cannot count as "within 100×",
+            # so the worst ratio is then null and the check fails (it used to skip such steps)
+            nonfinite = sum(math.isnan(r) for r in ratios)
+            measurements["delta_nonfinite_steps"][variant] = nonfinite
+            measurements["log10_delta_ratio_worst"][variant] = None if nonfinite else max(ratios, key=abs)
             measurements["accuracy"][variant] = report["accuracy"]
             losses = run.steps["loss"].to_numpy()
-            measurements["final_loss"][variant] = float(np.mean(losses[-20:]))
+            final_loss = float(np.mean(losses[-20:]))
+            measurements["final_loss"][variant] = final_loss if math.isfinite(final_loss) else None
             measurements["delta_profile_init"][variant] = [float(v) for v in delta.iloc[0][blocks]]
             curves[variant] = (delta.index.to_numpy(), np.array(ratios), losses)
             advance()
@@ -178,7 +185,8 @@ def run(config: Config, ctx: Context) -> Result:
                   notes=("PyTorch default init (U(±1/√fan_in): Var(w) = 1/(3·fan_in), so each plain ReLU layer "
                          "scales the signal's variance by ~1/6); same init seed and batches for every variant; "
                          "δ ratio = ‖∂L/∂h_first block‖ / ‖∂L/∂h_last block‖; 'worst' = the measured step "
-                         "farthest from 1 in log scale; cosine_last_block = mean cosine similarity of the last block's "
+                         "farthest from 1 in log scale (null when some step's δ is non-finite, counted in "
+                         "delta_nonfinite_steps; final_loss null = diverged); cosine_last_block = mean cosine similarity of the last block's "
                          "outputs over the test inputs (near 1: the net has collapsed every input onto one direction, "
                          "the rank collapse BatchNorm avoids and LayerNorm does not, Daneshmand et al. 2020)."))
 
@@ -193,8 +201,11 @@ def _checks(config: Config, m: dict) -> list:
     for v in config.variants:
         if v == "plain":
             continue
-        checks.append(check(f"{v}: |log10 δ ratio| <= {config.max_orders:g} at every measured step",
-                            abs(worst[v]) <= config.max_orders, log10_ratio_worst=worst[v]))
+        w = worst[v]
+        checks.append(check(f"{v}: |log10 δ ratio| <= {config.max_orders:g} at every measured step (a non-finite δ fails)",
+                            w is not None and abs(w) <= config.max_orders,
+                            log10_ratio_worst=w if w is not None else float("nan"),
+                            nonfinite_steps=m["delta_nonfinite_steps"][v]))
         if v == "batchnorm" and config.activation == "relu":
             pred, init = bn_relu_prediction(config.depth), m["log10_delta_ratio_init"][v]
             checks.append(check("batchnorm (ReLU) at init: log10 δ ratio within 0.5 of the mean-field "
