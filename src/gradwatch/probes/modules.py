@@ -33,7 +33,7 @@ from torch.overrides import TorchFunctionMode
 
 from .activations import FUNCTIONAL_ACTIVATIONS, SATURATION_TAIL, activation_name, family, output_stats
 from .model_info import module_kind
-from .tensors import identical_batched, projection
+from .tensors import projection
 
 _STAT_KEYS = ("act_mean", "act_std", "act_sat", "act_zero", "act_identical")
 #: outputs up to this many elements are copied and their statistics computed together, batched by
@@ -51,6 +51,31 @@ def _zero() -> torch.Tensor:
         z = _ZERO["cpu"] = torch.zeros(())
     return z
 _PLAIN = (torch.Tensor, nn.Parameter)
+
+
+_COMBINED: dict[tuple, torch.Tensor] = {}
+
+
+def _identical_units(units: torch.Tensor, maxabs: torch.Tensor, rtol: float = 1e-5) -> torch.Tensor:
+    """:func:`~gradwatch.probes.activations.identical_fraction` of the units (columns) of each
+    (samples, units) matrix in ``units``, given each matrix's max |x|: the two projections of
+    the original are one here (``m @ r + 1e-3 * m @ r2 == m @ (r + 1e-3 * r2)``)."""
+    k, samples, n = units.shape
+    key = (samples, units.device)
+    v = _COMBINED.get(key)
+    if v is None:
+        r, r2 = projection(samples, units.device)
+        if len(_COMBINED) > 64:
+            _COMBINED.clear()
+        v = _COMBINED[key] = r + 1e-3 * r2
+    sig = (v @ units)  # (k, units)
+    s, _ = torch.sort(sig, dim=1)
+    scale = maxabs * (samples ** 0.5) + 1e-30
+    close = (s[:, 1:] - s[:, :-1]).abs() <= rtol * scale[:, None]
+    twin = torch.zeros(k, n, dtype=torch.bool, device=units.device)
+    twin[:, 1:] |= close
+    twin[:, :-1] |= close
+    return twin.float().mean(dim=1)
 
 
 def _first_tensor(x: Any) -> torch.Tensor | None:
@@ -235,37 +260,59 @@ class ModuleProbe:
 
     @torch.no_grad()
     def _batch_stats(self, act: str, dev, shape: tuple, mids: list[int], xs: torch.Tensor) -> None:
-        """Statistics of ``len(mids)`` outputs of one shape stacked in ``xs``, per module."""
+        """Statistics of ``len(mids)`` outputs of one shape stacked in ``xs``, per module: what
+        :func:`~gradwatch.probes.activations.output_stats` gives, in fewer passes over the data.
+
+        On the CPU (where reading a flag is free) a finite sum or mean proves an output has no
+        NaN/Inf, so the non-finite count and the exact-NaN handling are only paid when needed.
+        """
         k = len(mids)
         xs = xs.float()
         flat = xs.reshape(k, -1)
-        nonfinite = (~torch.isfinite(flat)).sum(1).float()
+        n_el = flat.shape[1]
+        cpu = xs.device.type == "cpu"
         if not act:
+            if cpu and bool(torch.isfinite(flat.sum(1)).all()):
+                nonfinite = torch.zeros(k)
+            else:
+                nonfinite = (~torch.isfinite(flat)).sum(1).float()
             for j, mid in enumerate(mids):
                 self._act[mid]["act_nonfinite"].append(nonfinite[j])
             return
         fam = family(act)
+        if n_el > 1:
+            std, mean = torch.std_mean(flat, dim=1, unbiased=False)
+        else:
+            mean, std = flat.mean(1), torch.zeros(k, device=dev)
+        finite = cpu and bool(torch.isfinite(mean).all())  # any NaN/Inf entry makes the mean NaN/Inf
         stats = {
-            "act_mean": flat.mean(1),
-            "act_std": flat.std(1, unbiased=False) if flat.shape[1] > 1 else torch.zeros(k, device=dev),
-            "act_zero": (flat == 0).float().mean(1),
-            "act_nonfinite": nonfinite,
+            "act_mean": mean,
+            "act_std": std,
+            "act_zero": (n_el - torch.count_nonzero(flat, dim=1)).float() / n_el,
+            "act_nonfinite": torch.zeros(k) if finite else (~torch.isfinite(flat)).sum(1).float(),
         }
         if fam == "sigmoid":
-            stats["act_sat"] = ((flat < SATURATION_TAIL) | (flat > 1 - SATURATION_TAIL)).float().mean(1)
+            tails = torch.count_nonzero(flat < SATURATION_TAIL, dim=1) \
+                + torch.count_nonzero(flat > 1 - SATURATION_TAIL, dim=1)
+            stats["act_sat"] = tails.float() / n_el
         elif fam == "tanh":
-            stats["act_sat"] = (flat.abs() > 1 - SATURATION_TAIL).float().mean(1)
+            stats["act_sat"] = torch.count_nonzero(flat.abs() > 1 - SATURATION_TAIL, dim=1).float() / n_el
         if len(shape) >= 2:
             d = 1 if len(shape) >= 4 else len(shape) - 1  # activations.unit_dim
-            units = xs.movedim(d + 1, -1).reshape(k, -1, shape[d])  # (k, samples, units)
             if fam in ("relu", "leaky", "smooth"):
-                fired = (units > 0).any(dim=1)
+                if finite:  # a unit fired somewhere <=> its largest output is > 0
+                    others = tuple(i for i in range(1, xs.dim()) if i != d + 1)
+                    fired = xs.amax(dim=others) > 0
+                else:
+                    fired = (xs.movedim(d + 1, -1).reshape(k, -1, shape[d]) > 0).any(dim=1)
                 for j, mid in enumerate(mids):
                     self._act[mid]["fired"].append(fired[j])
             if shape[d] < 2:
                 stats["act_identical"] = torch.zeros(k, device=dev)
             else:
-                stats["act_identical"] = identical_batched(units.transpose(1, 2), *projection(units.shape[1], dev))
+                units = xs.movedim(d + 1, -1).reshape(k, -1, shape[d])  # (k, samples, units)
+                lo, hi = torch.aminmax(flat, dim=1)
+                stats["act_identical"] = _identical_units(units, torch.maximum(hi, lo.neg()))
         for key, v in stats.items():
             rows = v.unbind(0)
             for j, mid in enumerate(mids):
