@@ -24,6 +24,7 @@ by the median of the unwatched step time.
     python benchmarks/overhead.py --quick               # a fast smoke run
     python benchmarks/overhead.py --models mlp1000 --rounds 9 --steps 50
     python benchmarks/overhead.py --configs unwatched,default,guard
+    python benchmarks/overhead.py --split 200 --models mlp,cnn,transformer,lstm   # where the default cost goes
     python benchmarks/overhead.py --models mlp,cnn,lstm --configs unwatched,default,tensorboard
 
 Writes ``benchmarks/overhead-results.json`` (``--json`` to change).
@@ -209,6 +210,44 @@ class _Null:
         return False
 
 
+# ---------------------------------------------------------------- where the default cost goes
+
+
+def split(models, steps, console):
+    """Per-step timing, watched (defaults) and unwatched interleaved step by step: the median
+    ordinary step and the median statistics step (every 10th), each relative to unwatched."""
+    from rich.table import Table
+
+    table = Table(title=f"Default watcher: ordinary vs statistics steps (medians of {steps} interleaved steps)")
+    for col in ("model", "unwatched", "ordinary step", "statistics step", "amortised (every=10)"):
+        table.add_column(col, justify="right")
+    rows = {}
+    for name in models:
+        torch.manual_seed(0)
+        base, x, y, _ = MODELS[name]()
+        tmp = tempfile.mkdtemp(prefix="gw-split-")
+        plain, watched = Runner("unwatched", base, x, y, tmp), Runner("default", base, x, y, tmp)
+        w = gw.watch(watched.model, watched.opt, out=Path(tmp) / "run")
+        tu, ts, tn = [], [], []
+        try:
+            for i in range(steps):
+                for r in (plain, watched):
+                    t0 = time.perf_counter()
+                    r.step()
+                    dt = time.perf_counter() - t0
+                    (tu if r is plain else ts if i % 10 == 0 else tn).append(dt)
+        finally:
+            w.detach()
+            shutil.rmtree(tmp, ignore_errors=True)
+        u, n, st = statistics.median(tu), statistics.median(tn), statistics.median(ts)
+        rows[name] = {"unwatched_ms": 1e3 * u, "ordinary": n / u, "stats_step": st / u,
+                      "stats_step_extra_ms": 1e3 * (st - u), "amortised": (9 * n + st) / 10 / u}
+        table.add_row(name, f"{1e3 * u:.1f} ms", f"{n / u:.3f}×", f"{st / u:.2f}× (+{1e3 * (st - u):.1f} ms)",
+                      f"{rows[name]['amortised']:.3f}×")
+    console.print(table)
+    return rows
+
+
 # ---------------------------------------------------------------- driver
 
 
@@ -258,6 +297,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     ap.add_argument("--quick", action="store_true", help="2 rounds of 20 steps")
     ap.add_argument("--json", default=str(HERE / "overhead-results.json"))
+    ap.add_argument("--split", type=int, default=0, metavar="STEPS",
+                    help="instead: time ordinary vs statistics steps of the default watcher over STEPS steps")
     args = ap.parse_args(argv)
     if args.quick:
         args.rounds, args.steps, args.warmup = 2, 20, 5
@@ -274,6 +315,8 @@ def main(argv=None):
     from rich.table import Table
 
     console = Console(width=150)
+    if args.split:
+        return split(models, args.split, console)
     results = []
     tmp = tempfile.mkdtemp(prefix="gw-overhead-")
     try:
