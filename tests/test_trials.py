@@ -58,3 +58,37 @@ def test_diagnosis_ranks_remedies_by_measured_effect(tmp_path):
     lr_fix = next(r for f in d.findings for r in f.remedies if r.id == "reduce_lr")
     assert lr_fix.trial.improved
     assert "trial" in d.to_json()
+
+
+def test_script_trial_end_loss_judges_the_end_of_the_run():
+    import types
+
+    import numpy as np
+    import pandas as pd
+
+    from gradwatch.script_trials import end_loss
+
+    def run(losses, nonfinite):
+        return types.SimpleNamespace(steps=pd.DataFrame({"loss": losses, "nonfinite": nonfinite}))
+
+    n = 100
+    ok = np.linspace(2.0, 0.5, n)
+    assert end_loss(run(ok, [""] * n)) == np.median(ok[-10:])
+    skipped = ok.copy()
+    skipped[[23, 95]] = np.nan  # a guarded run: two NaN batches skipped, the run went on
+    flags = ["" if np.isfinite(v) else "loss" for v in skipped]
+    assert np.isfinite(end_loss(run(skipped, flags)))
+    dead = ok.copy()
+    dead[23:] = np.nan  # the weights went NaN at step 23 and stayed
+    assert end_loss(run(dead, ["" if np.isfinite(v) else "loss" for v in dead])) == float("inf")
+
+
+def test_trial_length_covers_a_late_nan():
+    from gradwatch.findings import Diagnosis, Finding
+    from gradwatch.script_trials import steps_to_cover
+
+    late = Finding(kind="nonfinite", severity="critical", first_step=207, layers=[], summary="NaN")
+    assert steps_to_cover(Diagnosis(steps=207, findings=[late]), 100) == 207
+    assert steps_to_cover(Diagnosis(steps=400, findings=[late]), 100) == 227
+    early = Finding(kind="nonfinite", severity="critical", first_step=23, layers=[], summary="NaN")
+    assert steps_to_cover(Diagnosis(steps=200, findings=[early]), 100) == 100

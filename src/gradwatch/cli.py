@@ -60,8 +60,9 @@ def _trial_remedies(diagnosis, run_dir: Path, script: Path, args: list[str], ste
     from rich.table import Table
 
     from .inject import INJECTABLE
-    from .script_trials import rank_into, trial_script
+    from .script_trials import rank_into, steps_to_cover, trial_script
 
+    steps = steps_to_cover(diagnosis, steps)
     candidates = []
     for f in diagnosis.findings:
         if f.serious:

@@ -36,16 +36,36 @@ class ScriptTrial:
 
 
 def end_loss(run) -> float:
-    """Median of the last tenth of the finite losses; +inf when the run went non-finite."""
+    """Median of the finite losses in the last tenth of the steps; +inf when the run ended
+    non-finite (half or more of that tail non-finite, or a non-finite value in its last step).
+
+    Judged by how the run ends, not by whether a NaN ever appeared: a guarded run that skipped
+    a NaN batch and went on has a finite end; a run whose weights went NaN has not.
+    """
     lo = run.steps["loss"].to_numpy(dtype=float)
     if len(lo) == 0:
         return float("nan")
-    if (run.steps["nonfinite"] != "").any():
+    tail = lo[-max(1, len(lo) // 10):]
+    bad = ~np.isfinite(tail)
+    last_bad = run.steps["nonfinite"].iloc[-1] != "" and not np.isfinite(lo[-1])
+    if bad.sum() * 2 >= tail.size or last_bad:
         return float("inf")
-    lo = lo[np.isfinite(lo)]
-    if lo.size == 0:
-        return float("nan")
-    return float(np.median(lo[-max(1, lo.size // 10):]))
+    return float(np.median(tail[~bad]))
+
+
+def steps_to_cover(diagnosis, steps: int) -> int:
+    """Trial length that reaches the first non-finite step of the recorded run (plus a tenth,
+    at least 10 steps), when that step lies beyond ``steps``: a trial that stops before the
+    NaN shows nothing about it. Never more than the recorded run's own length.
+
+    Example:
+        >>> # steps = steps_to_cover(diagnosis, 100)   # 228 for a NaN at step 207
+    """
+    firsts = [f.first_step for f in diagnosis.findings if f.kind == "nonfinite" and f.serious]
+    if not firsts or min(firsts) < steps:
+        return steps
+    first = min(firsts)
+    return int(min(max(diagnosis.steps or 0, steps), first + max(10, first // 10)))
 
 
 def _arm(script, args, remedy, steps, out: Path, timeout) -> ScriptTrial:
