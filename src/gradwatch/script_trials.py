@@ -2,7 +2,8 @@
 remedy injected through the global hooks (:mod:`gradwatch.inject`), each in a fresh process.
 
 The measure is the loss at the end of the K steps (median of the last tenth, so one noisy batch
-does not decide) against the same K steps of the script unchanged. Scripts that seed
+does not decide; +inf when the run ended non-finite or the script crashed) against the same K
+steps of the script unchanged. Scripts that seed
 themselves replay the same batches; others add their own noise, which the table shows.
 
 Example:
@@ -81,6 +82,8 @@ def _arm(script, args, remedy, steps, out: Path, timeout) -> ScriptTrial:
     try:
         d = json.loads(Path(str(out) + ".json").read_text())
         loss = end_loss(load(out))
+        if proc.returncode != 0:  # the script crashed (a NaN assert, an exception): the worst end
+            loss = float("inf")
         return ScriptTrial(remedy, loss, d["verdict"], [f["kind"] for f in d["findings"]
                                                          if f["severity"] != "info"], seconds, proc.returncode)
     except (OSError, ValueError, KeyError):
