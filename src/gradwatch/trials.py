@@ -159,8 +159,10 @@ def _run_arm(name: str, arm: Arm, batches: Sequence, loss_fn: LossFn, steps: int
         ctx = Context(load(out))
         span = across_layers(ctx)
         ratio = ctx.update_ratio()
-    tail = [v for v in losses[-max(1, steps // 10):]]
-    final = float(sum(tail) / len(tail)) if tail and all(math.isfinite(v) for v in tail) else float("nan")
+    # judged by how the copy ends: a guarded arm that skipped a NaN batch still ends finite
+    tail = losses[-max(1, steps // 10):]
+    good = [v for v in tail if math.isfinite(v)]
+    final = float(sum(good) / len(good)) if good and 2 * len(good) > len(tail) else float("nan")
     med_ratio = float(ratio.stack().median()) if not ratio.empty else float("nan")
     return TrialResult(name, final, span.log10_ratio if span else float("nan"), med_ratio, losses)
 
