@@ -136,6 +136,8 @@ class UpdateRatioController:
         band: tolerated factor around the goal.
         max_factor: the largest change of the rate per correction.
         probe: ``(model, inputs)``: measure the change of the outputs instead of the weights.
+        settle: for the first ``settle`` steps measure (and correct) at every step, with up to
+            ``max_factor²`` per correction, so a poor starting rate is found quickly.
 
     Example:
         >>> import torch
@@ -155,7 +157,7 @@ class UpdateRatioController:
 
     def __init__(self, optimizer: torch.optim.Optimizer, target: float | Callable[[int], float],
                  every: int = 10, band: float = 1.5, max_factor: float = 2.0,
-                 probe: tuple[nn.Module, torch.Tensor] | None = None) -> None:
+                 probe: tuple[nn.Module, torch.Tensor] | None = None, settle: int = 0) -> None:
         if every < 1 or band < 1 or max_factor <= 1:
             raise ValueError(f"need every >= 1, band >= 1, max_factor > 1; got {every}, {band}, {max_factor}")
         self.optimizer, self.target = optimizer, target
@@ -163,7 +165,7 @@ class UpdateRatioController:
         self.params = [p for g in optimizer.param_groups for p in g["params"] if p.dim() >= 2]
         if not self.params:
             raise ValueError("the optimizer holds no weight matrix (no parameter with 2 or more dimensions)")
-        self.probe = probe
+        self.probe, self.settle = probe, settle
         self.t = 0
         #: (step, measured ratio, learning rate it was measured at, goal)
         self.history: list[tuple[int, float, float, float]] = []
@@ -175,7 +177,7 @@ class UpdateRatioController:
     @torch.no_grad()
     def step(self, closure=None):
         """``optimizer.step()``, measuring (and correcting the rate) every ``every`` steps."""
-        measure = self.t % self.every == 0
+        measure = self.t % self.every == 0 or self.t < self.settle
         if measure:
             if self.probe is not None:
                 net, x = self.probe
@@ -196,10 +198,11 @@ class UpdateRatioController:
             goal = self.goal()
             lr = float(self.optimizer.param_groups[0]["lr"])
             self.history.append((self.t, ratio, lr, goal))
+            most = self.max_factor ** 2 if self.t < self.settle else self.max_factor
             if not math.isfinite(ratio):
-                factor = 1.0 / self.max_factor
+                factor = 1.0 / most
             elif ratio > goal * self.band or ratio < goal / self.band:
-                factor = min(self.max_factor, max(1.0 / self.max_factor, goal / max(ratio, 1e-30)))
+                factor = min(most, max(1.0 / most, goal / max(ratio, 1e-30)))
             else:
                 factor = 1.0
             if factor != 1.0:
