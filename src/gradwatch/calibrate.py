@@ -68,6 +68,11 @@ def calibrate_lr(model: nn.Module, make_optimizer: Callable, batches: Sequence,
 
     Raises:
         ValueError: the ratio cannot be measured (no weight changed, or NaN).
+
+    With momentum β the first steps are up to 1/(1−β) times smaller than the steady ones, so a
+    few measured steps under-estimate the step the rate will make later (10× for β = 0.9);
+    measure over more steps, or keep the ratio in band while training with
+    :class:`UpdateRatioController`.
     """
     loss_fn = loss_fn or nn.functional.cross_entropy
     lr = start
