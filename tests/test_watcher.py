@@ -215,3 +215,27 @@ def test_log_between_backward_and_step_lands_on_that_step(tmp_path):
             opt.step()
     steps = gw.load(tmp_path / "run").steps
     assert [e.get("accuracy") for e in steps["extra"]] == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_two_watched_models_keep_their_own_losses(tmp_path):
+    # a GAN-style loop: the discriminator's loss must not reach the generator's record, and the
+    # generator's loss (whose graph runs through D) must not be averaged into D's next step
+    torch.manual_seed(0)
+    G, D = nn.Linear(4, 4), nn.Sequential(nn.Linear(4, 1))
+    opt_g, opt_d = torch.optim.SGD(G.parameters(), lr=0.01), torch.optim.SGD(D.parameters(), lr=0.01)
+    want_g, want_d = [], []
+    with gw.watch(G, opt_g, out=tmp_path / "g"), gw.watch(D, opt_d, out=tmp_path / "d"):
+        for _ in range(6):
+            real, z = torch.randn(8, 4) + 2, torch.randn(8, 4)
+            opt_d.zero_grad()
+            loss_d = D(real).pow(2).mean() + (D(G(z).detach()) - 1).pow(2).mean()
+            loss_d.backward()
+            opt_d.step()
+            opt_g.zero_grad()
+            loss_g = D(G(z)).pow(2).mean()
+            loss_g.backward()
+            opt_g.step()
+            want_d.append(loss_d.item())
+            want_g.append(loss_g.item())
+    np.testing.assert_allclose(gw.load(tmp_path / "d").steps["loss"].to_numpy(), want_d, rtol=1e-6)
+    np.testing.assert_allclose(gw.load(tmp_path / "g").steps["loss"].to_numpy(), want_g, rtol=1e-6)

@@ -54,9 +54,43 @@ _ORIGINAL_BACKWARD = torch.Tensor.backward
 
 def _backward_with_loss_capture(self, *args, **kwargs):
     if self.numel() == 1:
-        for w in list(_LIVE):
+        live = list(_LIVE)
+        for w in (_owners(self, live) if len(live) > 1 else live):
             w._saw_loss(self)
     return _ORIGINAL_BACKWARD(self, *args, **kwargs)
+
+
+def _graph_leaves(fn) -> set[int]:
+    """ids of the leaf tensors (parameters) a loss's autograd graph reaches."""
+    seen, stack, leaves = set(), [fn], set()
+    while stack:
+        f = stack.pop()
+        if f is None or f in seen:
+            continue
+        seen.add(f)
+        var = getattr(f, "variable", None)  # AccumulateGrad nodes hold their leaf
+        if var is not None:
+            leaves.add(id(var))
+        stack.extend(n for n, _ in f.next_functions)
+    return leaves
+
+
+def _owners(loss: torch.Tensor, watchers: list) -> list:
+    """With several models watched (a GAN's generator and discriminator), a loss belongs to the
+    watchers whose parameters its graph reaches; and when a watcher's gradients were zeroed since
+    the losses it holds, those losses' gradients were discarded: they do not belong to its step."""
+    if loss.grad_fn is None:
+        return []
+    leaves = _graph_leaves(loss.grad_fn)
+    out = []
+    for w in watchers:
+        if leaves.isdisjoint(w._param_ids):
+            continue
+        params = w.tensors.params
+        if params and params[0].grad is None:
+            w._losses = []
+        out.append(w)
+    return out
 
 
 def _patch_backward(on: bool) -> None:
