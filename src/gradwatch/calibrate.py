@@ -30,7 +30,18 @@ from torch import nn
 
 def measured_update_ratio(model: nn.Module, make_optimizer: Callable, lr: float, batches: Sequence,
                           loss_fn: Callable, steps: int = 3) -> float:
-    """Median ‖Δw‖/‖w‖ over weight layers and steps when training a copy at ``lr``."""
+    """Median ‖Δw‖/‖w‖ over weight layers and steps when training a copy at ``lr``.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> _ = torch.manual_seed(0)
+        >>> model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+        >>> batches = [(torch.randn(32, 8), torch.randint(0, 3, (32,)))]
+        >>> sgd = lambda params, lr: torch.optim.SGD(params, lr=lr)
+        >>> 1e-3 < measured_update_ratio(model, sgd, 0.1, batches, nn.functional.cross_entropy) < 1e-1
+        True
+    """
     from .diagnosis.context import Context
     from .record import load
     from .watcher import watch
@@ -73,6 +84,18 @@ def calibrate_lr(model: nn.Module, make_optimizer: Callable, batches: Sequence,
     few measured steps under-estimate the step the rate will make later (10× for β = 0.9);
     measure over more steps, or keep the ratio in band while training with
     :class:`UpdateRatioController`.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> _ = torch.manual_seed(0)
+        >>> model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+        >>> batches = [(torch.randn(32, 8), torch.randint(0, 3, (32,)))]
+        >>> sgd = lambda params, lr: torch.optim.SGD(params, lr=lr)
+        >>> lr = calibrate_lr(model, sgd, batches, target=1e-3)
+        >>> ratio = measured_update_ratio(model, sgd, lr, batches, nn.functional.cross_entropy)
+        >>> 0.3 < ratio / 1e-3 < 3
+        True
     """
     loss_fn = loss_fn or nn.functional.cross_entropy
     lr = start

@@ -51,11 +51,18 @@ class Guard:
     Args:
         spike_factor: a gradient norm this many times the recent ``quantile`` is an explosion.
         history: how many recent finite norms the quantile is taken over.
-        quantile: which quantile of the recent norms is their "usual" upper range.
         min_history: norms needed before spikes are judged (non-finite is judged always).
         max_bad: consecutive skipped steps that trigger a rollback.
         snapshot_every: good steps between in-memory snapshots of model and optimizer.
         lr_factor: learning-rate multiplier applied at each rollback.
+        quantile: which quantile of the recent norms is their "usual" upper range.
+
+    Example:
+        >>> g = Guard(min_history=3)
+        >>> for norm in (1.0, 0.9, 1.2, 1.1):
+        ...     g.norms.append(norm)
+        >>> g.is_bad(3.0), g.is_bad(50.0), g.is_bad(float("nan"))
+        (False, True, True)
     """
 
     def __init__(self, spike_factor: float = 10.0, history: int = 50, min_history: int = 10,

@@ -26,11 +26,24 @@ INJECTABLE = MODEL_REMEDIES + STEP_REMEDIES
 
 
 class StopAfter(Exception):
-    """Raised from the optimizer hook to end a trial run after its step budget."""
+    """Raised from the optimizer hook to end a trial run after its step budget.
+
+    Example:
+        >>> # gradwatch run --steps 100 train.py   stops the script with StopAfter at step 100
+    """
 
 
 def apply_to_model(remedy: str, model: nn.Module) -> None:
-    """Apply a model remedy in place (the same parameter objects, so the optimizer keeps them)."""
+    """Apply a model remedy in place (the same parameter objects, so the optimizer keeps them).
+
+    Example:
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Linear(4, 4), nn.Sigmoid(), nn.Linear(4, 2))
+        >>> weight = model[0].weight
+        >>> apply_to_model("use_relu_with_he_init", model)
+        >>> type(model[1]).__name__, model[0].weight is weight
+        ('ReLU', True)
+    """
     from . import remedies as R
 
     if remedy in ("use_he_init", "break_symmetry"):
@@ -78,7 +91,17 @@ def patch_functional_relu(negative_slope: float = 0.01) -> None:
 
 
 def unpatch_functional_relu() -> None:
-    """Undo :func:`patch_functional_relu`."""
+    """Undo :func:`patch_functional_relu`.
+
+    Example:
+        >>> import torch
+        >>> patch_functional_relu(0.1)
+        >>> round(float(torch.relu(torch.tensor(-1.0))), 3)
+        -0.1
+        >>> unpatch_functional_relu()
+        >>> float(torch.relu(torch.tensor(-1.0)))
+        0.0
+    """
     import torch.nn.functional as F
 
     if _ORIGINAL_RELU:

@@ -24,7 +24,15 @@ from .watcher import Watcher
 
 
 class ScriptNotFound(FileNotFoundError):
-    """The script to run does not exist."""
+    """The script to run does not exist.
+
+    Example:
+        >>> try:
+        ...     run_script("no_such_train.py", [], out="runs/x")
+        ... except ScriptNotFound as e:
+        ...     print(e)
+        no such script: 'no_such_train.py'; give the path of a Python training script
+    """
 
 
 def run_script(script: str | os.PathLike, args: list[str], out: str | os.PathLike,
@@ -33,6 +41,10 @@ def run_script(script: str | os.PathLike, args: list[str], out: str | os.PathLik
 
     Raises:
         ScriptNotFound: ``script`` is not a file.
+
+    Example:
+        >>> # status, watcher = run_script("train.py", ["--epochs", "1"], out="runs/x")
+        >>> # this is what ``gradwatch run --out runs/x train.py --epochs 1`` does
     """
     path = Path(script)
     if not path.is_file():

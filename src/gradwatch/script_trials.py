@@ -25,7 +25,12 @@ import numpy as np
 
 @dataclass
 class ScriptTrial:
-    """One arm: the remedy (``baseline`` = unchanged), the loss reached, and what was found."""
+    """One arm: the remedy (``baseline`` = unchanged), the loss reached, and what was found.
+
+    Example:
+        >>> # arms = trial_script("train.py", [], ["reduce_lr"], steps=100, out="runs/t")
+        >>> # arms[0].remedy, arms[0].loss   -> ('baseline', 2.30)
+    """
 
     remedy: str
     loss: float
@@ -93,7 +98,15 @@ def _arm(script, args, remedy, steps, out: Path, timeout) -> ScriptTrial:
 
 def trial_script(script, args: list[str], remedies: list[str], steps: int, out, timeout: float = 600,
                  progress=None) -> list[ScriptTrial]:
-    """Run the baseline and each remedy for ``steps`` steps; return the arms, baseline first."""
+    """Run the baseline and each remedy for ``steps`` steps; return the arms, baseline first.
+
+    Each arm is the unmodified script in a fresh process, the remedy injected through the
+    global hooks (``gradwatch run --remedy R --steps K``).
+
+    Example:
+        >>> # arms = trial_script("train.py", [], ["reduce_lr", "clip_grad_norm"], steps=100, out="runs/t")
+        >>> # min(arms[1:], key=lambda a: a.loss).remedy   -> the best remedy
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     arms = []
@@ -105,7 +118,11 @@ def trial_script(script, args: list[str], remedies: list[str], steps: int, out, 
 
 
 def rank_into(diagnosis, arms: list[ScriptTrial], steps: int) -> None:
-    """Write each arm's result into the matching remedies of the diagnosis; best first."""
+    """Write each arm's result into the matching remedies of the diagnosis; best first.
+
+    Example:
+        >>> # rank_into(diagnosis, trial_script(...), steps=100); diagnosis.findings[0].remedies[0].trial
+    """
     from .findings import Trial
 
     base = arms[0]

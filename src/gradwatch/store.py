@@ -96,7 +96,15 @@ CREATE TABLE IF NOT EXISTS events(id INTEGER PRIMARY KEY AUTOINCREMENT, step INT
 
 
 class StoreError(RuntimeError):
-    """The run directory cannot be written or read."""
+    """The run directory cannot be written or read.
+
+    Example:
+        >>> try:
+        ...     db_path("/no/such/run")
+        ... except StoreError as e:
+        ...     print(str(e).split(";")[0])
+        no gradwatch run at '/no/such/run' (missing run.db)
+    """
 
 
 # ---------------------------------------------------------------- packing
@@ -124,7 +132,12 @@ def pack(values: np.ndarray, dtype: str = "bfloat16") -> bytes:
 
 
 def unpack(data: bytes, dtype: str = "bfloat16") -> np.ndarray:
-    """Inverse of :func:`pack`; returns float32."""
+    """Inverse of :func:`pack`; returns float32.
+
+    Example:
+        >>> unpack(pack(np.array([0.5, -2.0]), "float32"), "float32")
+        array([ 0.5, -2. ], dtype=float32)
+    """
     if dtype == "float32":
         return np.frombuffer(data, dtype=np.float32).copy()
     half = np.frombuffer(data, dtype=np.uint16).astype(np.uint32) << 16
@@ -329,7 +342,11 @@ def _f(x: Any) -> float | None:
 
 
 def db_path(run_dir: str | os.PathLike) -> Path:
-    """The database of a run directory (or the path itself when it is the database)."""
+    """The database of a run directory (or the path itself when it is the database).
+
+    Example:
+        >>> # db_path("runs/exp1") -> Path("runs/exp1/run.db"); a missing run raises StoreError
+    """
     p = Path(run_dir)
     if p.is_file():
         return p
@@ -342,7 +359,14 @@ def db_path(run_dir: str | os.PathLike) -> Path:
 
 
 def connect(run_dir: str | os.PathLike) -> sqlite3.Connection:
-    """Open a run database for reading (works on a live run and after a crash)."""
+    """Open a run database for reading (works on a live run and after a crash).
+
+    Raises:
+        StoreError: no run there, or the file is not a gradwatch run database.
+
+    Example:
+        >>> # con = connect("runs/exp1"); con.execute("SELECT count(*) FROM steps").fetchone()[0]
+    """
     path = db_path(run_dir)
     con = sqlite3.connect(path, timeout=30)
     con.row_factory = sqlite3.Row

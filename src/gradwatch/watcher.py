@@ -44,7 +44,16 @@ from .store import RunStore
 
 
 class WatchError(ValueError):
-    """The model, optimizer or settings given to :func:`watch` cannot be watched as they are."""
+    """The model, optimizer or settings given to :func:`watch` cannot be watched as they are.
+
+    Example:
+        >>> from torch import nn
+        >>> try:
+        ...     watch(nn.ReLU(), out="runs/never")
+        ... except WatchError as e:
+        ...     print(str(e).split(",")[0])
+        ReLU has no parameters
+    """
 
 
 _ACTIVE: "weakref.WeakKeyDictionary[nn.Module, Watcher]" = weakref.WeakKeyDictionary()
