@@ -41,7 +41,12 @@ _HISTORY: "weakref.WeakKeyDictionary[nn.Module, list[RewriteReport]]" = weakref.
 
 @dataclass
 class RewriteReport:
-    """What one rewrite did: the modules it changed, whether weights were kept, and notes."""
+    """What one rewrite did: the modules it changed, whether weights were kept, and notes.
+
+    Example:
+        >>> print(RewriteReport("insert_norm(batch)", ["0"], new_params=True))
+        insert_norm(batch): 1 changed (0); weights kept; new parameters — rebuild the optimizer
+    """
 
     action: str
     changed: list[str] = field(default_factory=list)
@@ -58,7 +63,14 @@ class RewriteReport:
 
 
 def rewrites(model: nn.Module) -> list[RewriteReport]:
-    """The reports of the rewrites applied to this model object, oldest first."""
+    """The reports of the rewrites applied to this model object, oldest first.
+
+    Example:
+        >>> from torch import nn
+        >>> m = swap_activation(nn.Sequential(nn.Linear(2, 2), nn.Tanh()), nn.Tanh, nn.ReLU)
+        >>> [r.action for r in rewrites(m)], rewrites(nn.Linear(2, 2))
+        (['swap_activation(Tanh → ReLU)'], [])
+    """
     return list(_HISTORY.get(model, []))
 
 

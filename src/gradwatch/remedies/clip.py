@@ -34,7 +34,14 @@ from .transform import (EmptyState, GradientTransform, Info, Params, Sink, attac
 
 
 def grads_of(params: Params) -> list[torch.Tensor]:
-    """The ``.grad`` tensors of the parameters that have one."""
+    """The ``.grad`` tensors of the parameters that have one.
+
+    Example:
+        >>> import torch
+        >>> model = torch.nn.Linear(2, 1); model.weight.grad = torch.ones(1, 2)
+        >>> grads_of(model)
+        [tensor([[1., 1.]])]
+    """
     return [p.grad for _, p in with_grads(params)]
 
 
@@ -109,7 +116,14 @@ def clip_by_global_norm(max_norm: float, norm_type: float = 2.0, sink: Sink | No
 
 
 class SkipState(NamedTuple):
-    """How many steps were skipped so far (a 0-d tensor: counting needs no sync)."""
+    """How many steps were skipped so far (a 0-d tensor: counting needs no sync).
+
+    Example:
+        >>> import torch
+        >>> p = torch.nn.Parameter(torch.zeros(1)); skip = skip_nonfinite()
+        >>> p.grad = torch.tensor([float("inf")]); _ = skip([p]); int(skip.state.skips)
+        1
+    """
 
     skips: torch.Tensor
 

@@ -33,7 +33,14 @@ def _global_norm(grads: list[torch.Tensor]) -> torch.Tensor:
 
 
 class AutoClipState(NamedTuple):
-    """The finite norms seen so far (a buffer, NaN where unused) and how many were written."""
+    """The finite norms seen so far (a buffer, NaN where unused) and how many were written.
+
+    Example:
+        >>> import torch
+        >>> p = torch.nn.Parameter(torch.zeros(2)); p.grad = torch.tensor([3.0, 4.0])
+        >>> clip = autoclip(); _ = clip([p]); clip.state.count, float(clip.state.norms[0])
+        (1, 5.0)
+    """
 
     norms: torch.Tensor
     count: int
@@ -48,6 +55,14 @@ def autoclip(percentile: float = 10.0, history: int | None = None, sink: Sink | 
         history: keep only the last ``history`` norms (None: all of them, as in the paper).
 
     Info: ``norm``, ``threshold``, ``coef``, ``clipped``. Non-finite norms do not enter the history.
+
+    Example:
+        >>> import torch
+        >>> p = torch.nn.Parameter(torch.zeros(2)); clip = autoclip(percentile=0)
+        >>> for g in ([3.0, 4.0], [6.0, 8.0]):          # norms 5, then 10
+        ...     p.grad = torch.tensor(g); info = clip([p])
+        >>> float(info["threshold"]), round(float(p.grad.norm()), 4)   # the smallest norm seen
+        (5.0, 5.0)
     """
     if not 0 <= percentile <= 100:
         raise ValueError(f"percentile must be in [0, 100], got {percentile}")
@@ -77,7 +92,14 @@ def autoclip(percentile: float = 10.0, history: int | None = None, sink: Sink | 
 
 
 class ZScoreState(NamedTuple):
-    """A ring buffer of recent clipped norms (NaN where empty) and the write position."""
+    """A ring buffer of recent clipped norms (NaN where empty) and the write position.
+
+    Example:
+        >>> import torch
+        >>> p = torch.nn.Parameter(torch.zeros(1)); p.grad = torch.tensor([2.0])
+        >>> clip = zscore_clip(window=4, min_history=2); _ = clip([p]); clip.state.pos, clip.state.norms.tolist()
+        (1, [2.0, nan, nan, nan])
+    """
 
     norms: torch.Tensor
     pos: int
@@ -130,7 +152,15 @@ def zscore_clip(k: float = 3.0, window: int = 100, min_history: int = 10, sink: 
 
 def unitwise_norm(x: torch.Tensor) -> torch.Tensor:
     """Norm per output unit (over every dim but the first), shaped to broadcast against ``x``;
-    for vectors and scalars, the norm of the whole tensor (as in the NFNets code)."""
+    for vectors and scalars, the norm of the whole tensor (as in the NFNets code).
+
+    Example:
+        >>> import torch
+        >>> unitwise_norm(torch.tensor([[3.0, 4.0], [0.0, 1.0]])).tolist()
+        [[5.0], [1.0]]
+        >>> unitwise_norm(torch.ones(8, 3, 3, 3)).shape, float(unitwise_norm(torch.tensor([3.0, 4.0])))
+        (torch.Size([8, 1, 1, 1]), 5.0)
+    """
     if x.dim() <= 1:
         return x.norm()
     return x.flatten(1).norm(dim=1).view(-1, *([1] * (x.dim() - 1)))

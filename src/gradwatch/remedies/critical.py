@@ -47,6 +47,12 @@ def activation_fn(activation: Activation) -> Callable[[torch.Tensor], torch.Tens
 
     Raises:
         ValueError: an unknown name.
+
+    Example:
+        >>> activation_fn("leaky_relu")(torch.tensor([-1.0, 2.0])).tolist()
+        [-0.009999999776482582, 2.0]
+        >>> activation_fn(None)(torch.tensor([-3.0])).tolist()
+        [-3.0]
     """
     if activation is None or activation in ("linear", "identity"):
         return lambda x: x
@@ -130,6 +136,10 @@ def critical_point(activation: Activation, sigma_b2: float = 0.0) -> tuple[float
     Raises:
         ValueError: ``sigma_b2`` negative, φ′ vanishes, or no critical point exists (GELU or
             SiLU with σ_b² = 0: give them a bias variance).
+
+    Example:
+        >>> [round(v, 3) for v in critical_point("relu")]        # He: σ_w² = 2, any q (reported as 1)
+        [2.0, 1.0]
     """
     if sigma_b2 < 0:
         raise ValueError(f"sigma_b2 must be >= 0, got {sigma_b2}")

@@ -63,6 +63,14 @@ def fixup_layer_rules(model: nn.Module, branches: list[str] | None = None,
 
     Raises:
         ValueError: no residual branch found or named.
+
+    Example:
+        >>> from torch import nn
+        >>> from gradwatch.remedies.residual import Residual
+        >>> model = nn.Sequential(Residual(nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 4))), nn.Linear(4, 2))
+        >>> rules, notes = fixup_layer_rules(model)
+        >>> rules["0.fn.2"](torch.empty(4, 4)), notes[0]
+        ('zeros_', "classifier '1' zero-initialised")
     """
     found = [(n, model.get_submodule(n)) for n in branches] if branches is not None else residual_branches(model)
     if not found:

@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 
 @dataclass
 class InitEntry:
-    """One tensor (or a group of gate blocks of one tensor) an init policy wrote."""
+    """One tensor (or a group of gate blocks of one tensor) an init policy wrote.
+
+    Example:
+        >>> e = InitEntry("0.weight", "0", "Linear", "xavier_normal_(gain=1)", 0.25)
+        >>> e.param, e.std
+        ('0.weight', 0.25)
+    """
 
     param: str        # dotted parameter name, as in model.named_parameters()
     layer: str        # the module that owns it
@@ -33,6 +39,12 @@ class InitReport:
         skipped: ``(parameter or module, why)`` for parameters left as they were.
         notes: anything the user must act on (new parameters to give the optimizer, fallbacks).
         new_params: names of parameters the policy added to the model (ReZero's α).
+
+    Example:
+        >>> r = InitReport("auto", [InitEntry("0.weight", "0", "Linear", "xavier_normal_(gain=1)", 0.25)])
+        >>> print(r)
+        init policy 'auto': 1 tensors in 1 layers
+          0.weight   Linear       std=0.25      xavier_normal_(gain=1)
     """
 
     policy: str

@@ -27,7 +27,13 @@ RECURRENT = (nn.RNNBase, nn.RNNCellBase)
 
 
 def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """``(name, module)`` for every Linear/Bilinear/Conv layer with a weight, in registration order."""
+    """``(name, module)`` for every Linear/Bilinear/Conv layer with a weight, in registration order.
+
+    Example:
+        >>> from torch import nn
+        >>> [n for n, _ in weight_layers(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Sequential(nn.Linear(8, 2))))]
+        ['0', '2.0']
+    """
     return [(n, m) for n, m in model.named_modules()
             if isinstance(m, WEIGHT_LAYERS) and isinstance(getattr(m, "weight", None), nn.Parameter)]
 
@@ -46,13 +52,27 @@ def final_layer(model: nn.Module) -> str | None:
 
 
 def get_module(root: nn.Module, name: str) -> nn.Module:
-    """The submodule with a dotted name (``""`` is the root)."""
+    """The submodule with a dotted name (``""`` is the root).
+
+    Example:
+        >>> from torch import nn
+        >>> m = nn.Sequential(nn.Linear(4, 8), nn.Sequential(nn.ReLU()))
+        >>> get_module(m, "1.0"), get_module(m, "") is m
+        (ReLU(), True)
+    """
     return root.get_submodule(name) if name else root
 
 
 def set_module(root: nn.Module, name: str, new: nn.Module) -> nn.Module:
     """Put ``new`` where the submodule ``name`` was; returns the root (``new`` itself when
-    ``name`` is ``""``, the root being replaced)."""
+    ``name`` is ``""``, the root being replaced).
+
+    Example:
+        >>> from torch import nn
+        >>> m = nn.Sequential(nn.Linear(4, 8), nn.ReLU())
+        >>> set_module(m, "1", nn.Tanh())[1], set_module(m, "", nn.Identity())
+        (Tanh(), Identity())
+    """
     if not name:
         return new
     parent_name, _, attr = name.rpartition(".")

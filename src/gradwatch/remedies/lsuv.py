@@ -44,7 +44,14 @@ def _call(model: nn.Module, data: Any) -> None:
 
 def layer_output(model: nn.Module, layer: nn.Module, data: Any) -> torch.Tensor | None:
     """The output of ``layer`` on its first call when ``model`` runs on ``data`` (None when it
-    is not called); the rest of the forward pass is skipped."""
+    is not called); the rest of the forward pass is skipped.
+
+    Example:
+        >>> import torch
+        >>> m = torch.nn.Sequential(torch.nn.Linear(10, 32), torch.nn.Tanh(), torch.nn.Linear(32, 4))
+        >>> layer_output(m, m[0], torch.randn(5, 10)).shape, layer_output(m, torch.nn.ReLU(), torch.randn(5, 10))
+        (torch.Size([5, 32]), None)
+    """
     seen: list[torch.Tensor] = []
 
     def hook(_m, _inp, out):
@@ -78,6 +85,12 @@ def lsuv_rescale(model: nn.Module, data: Any, tol: float = 0.1, max_iter: int = 
 
     Raises:
         ValueError: ``tol`` not positive or ``max_iter`` below 1.
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> m = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 4))
+        >>> [(name, abs(var - 1) < 0.1) for name, var, _ in lsuv_rescale(m, torch.randn(128, 10) * 3)]
+        [('0', True), ('2', True)]
     """
     if tol <= 0 or max_iter < 1:
         raise ValueError(f"lsuv needs tol > 0 and max_iter >= 1; got tol={tol}, max_iter={max_iter}")

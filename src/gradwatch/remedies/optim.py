@@ -51,6 +51,12 @@ def swap_optimizer(optimizer: torch.optim.Optimizer, model: nn.Module | None = N
 
     Raises:
         ValueError: an unknown name.
+
+    Example:
+        >>> lin = torch.nn.Linear(2, 2)
+        >>> opt = torch.optim.SGD([{"params": [lin.weight], "lr": 0.1}, {"params": [lin.bias], "lr": 0.01}])
+        >>> new = swap_optimizer(opt, name="adamw"); type(new).__name__, [g["lr"] for g in new.param_groups]
+        ('AdamW', [0.001, 0.0001])
     """
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)}")

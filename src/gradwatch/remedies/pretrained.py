@@ -35,6 +35,13 @@ class LoadReport:
         unexpected: checkpoint names the model does not have.
         mismatched: ``(name, model shape, checkpoint shape)`` for names in both with different shapes.
         prefix: the prefix stripped from checkpoint names (``"module."`` from DataParallel), or "".
+
+    Example:
+        >>> r = LoadReport(matched=["0.weight"], missing=["0.bias"]); r.complete
+        False
+        >>> print(r)
+        pretrained: 1 matched, 1 missing, 0 unexpected, 0 shape-mismatched
+          missing     0.bias
     """
 
     matched: list[str] = field(default_factory=list)

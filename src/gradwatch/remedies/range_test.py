@@ -40,6 +40,11 @@ class RangeTestResult:
         suggestion: the suggested rate.
         method: ``"steepest"`` (fastest fall of the smoothed loss) or ``"min/10"``.
         diverged: whether the test stopped early because the loss blew up.
+
+    Example:
+        >>> r = RangeTestResult([1e-3, 1e-2], [1.0, 0.5], [1.0, 0.7], 1e-2, "steepest", False)
+        >>> r.suggestion, r.method, r.notes
+        (0.01, 'steepest', [])
     """
 
     lrs: list[float]
@@ -113,6 +118,13 @@ def lr_range_test(model: nn.Module, optimizer_factory: Callable[[Iterable[nn.Par
 
     Raises:
         ValueError: bad rates, steps or method, or no batches.
+
+    Example:
+        >>> batches = [(torch.ones(4, 2), torch.zeros(4, 1))]
+        >>> res = lr_range_test(nn.Linear(2, 1), lambda p: torch.optim.SGD(p, lr=0.1), batches,
+        ...                     torch.nn.functional.mse_loss, end=0.1, steps=10)
+        >>> len(res.lrs), res.lrs[0], round(res.lrs[-1], 6), res.diverged
+        (10, 1e-07, 0.1, False)
     """
     if not 0 < start < end:
         raise ValueError(f"need 0 < start < end, got start={start}, end={end}")

@@ -92,6 +92,11 @@ def rnn_to_lstm(model: nn.Module, cell: str = "lstm", keep_interface: bool = Tru
 
     Raises:
         ValueError: an unknown cell, or no ``nn.RNN`` in the model.
+
+    Example:
+        >>> m = rnn_to_lstm(nn.Sequential(nn.RNN(3, 8)))
+        >>> type(m[0]).__name__, type(m[0].lstm).__name__, m[0].lstm.hidden_size
+        ('LSTMAsRNN', 'LSTM', 8)
     """
     from .architecture import RewriteReport, _done
 

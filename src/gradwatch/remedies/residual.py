@@ -97,7 +97,14 @@ def _short(m: nn.Module) -> str:
 
 def is_same_shape_layer(m: nn.Module) -> bool:
     """Whether a layer's output has its input's shape (``Linear(n, n)``, or a stride-1 conv with
-    equal channels, no dilation-changing padding and "same" padding)."""
+    equal channels, no dilation-changing padding and "same" padding).
+
+    Example:
+        >>> is_same_shape_layer(nn.Linear(4, 4)), is_same_shape_layer(nn.Linear(4, 2))
+        (True, False)
+        >>> is_same_shape_layer(nn.Conv2d(3, 3, 3, padding=1)), is_same_shape_layer(nn.Conv2d(3, 3, 3, stride=2))
+        (True, False)
+    """
     if isinstance(m, nn.Linear):
         return m.in_features == m.out_features
     if isinstance(m, nn.modules.conv._ConvNd) and not m.transposed:
@@ -114,7 +121,13 @@ def is_same_shape_layer(m: nn.Module) -> bool:
 
 def block_end(children: list[nn.Module], i: int) -> int | None:
     """The index of the activation that closes a same-shape block starting at ``children[i]``,
-    or None when no block starts there."""
+    or None when no block starts there.
+
+    Example:
+        >>> kids = [nn.Linear(4, 4), nn.Dropout(), nn.ReLU(), nn.Linear(4, 2)]
+        >>> block_end(kids, 0), block_end(kids, 3)
+        (2, None)
+    """
     if not is_same_shape_layer(children[i]):
         return None
     for j in range(i + 1, len(children)):
@@ -128,7 +141,13 @@ def block_end(children: list[nn.Module], i: int) -> int | None:
 
 def wrap_blocks(seq: nn.Sequential, wrapper: Callable[[nn.Module], nn.Module] = Residual) -> list[str]:
     """Wrap every same-shape block of ``seq`` in ``wrapper`` (in place); returns the names the
-    wrappers got. Numeric keys are renumbered; named keys keep the block's first name."""
+    wrappers got. Numeric keys are renumbered; named keys keep the block's first name.
+
+    Example:
+        >>> seq = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+        >>> wrap_blocks(seq), type(seq[2]).__name__, len(seq)
+        (['2'], 'Residual', 4)
+    """
     items = list(seq._modules.items())
     mods = [m for _, m in items]
     numeric = all(k.isdigit() for k, _ in items)
@@ -154,14 +173,26 @@ def wrap_blocks(seq: nn.Sequential, wrapper: Callable[[nn.Module], nn.Module] = 
 
 
 def residual_sequentials(model: nn.Module) -> list[tuple[str, nn.Sequential]]:
-    """Every ``nn.Sequential`` in the model that is not already the inside of a residual wrapper."""
+    """Every ``nn.Sequential`` in the model that is not already the inside of a residual wrapper.
+
+    Example:
+        >>> model = nn.Sequential(Residual(nn.Sequential(nn.Linear(4, 4), nn.ReLU())), nn.Sequential(nn.Linear(4, 2)))
+        >>> [name for name, _ in residual_sequentials(model)]
+        ['', '1']
+    """
     inside = {id(m.fn) for m in model.modules() if isinstance(m, Residual)}
     inside |= {id(m.block) for m in model.modules() if isinstance(m, ReZero)}
     return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Sequential) and id(m) not in inside]
 
 
 def residual_branches(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """``(name, branch)`` for every :class:`Residual` / :class:`ReZero` wrapper in the model."""
+    """``(name, branch)`` for every :class:`Residual` / :class:`ReZero` wrapper in the model.
+
+    Example:
+        >>> model = nn.Sequential(Residual(nn.Linear(4, 4)), ReZero(nn.Linear(4, 4)))
+        >>> [name for name, _ in residual_branches(model)]
+        ['0.fn', '1.block']
+    """
     out = []
     for n, m in model.named_modules():
         if isinstance(m, Residual):

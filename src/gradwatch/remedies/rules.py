@@ -58,7 +58,12 @@ def delta_orthogonal_(tensor: torch.Tensor, gain: float = 1.0, generator: torch.
 
 
 def fans(w: torch.Tensor) -> tuple[int, int]:
-    """``(fan_in, fan_out)`` as ``torch.nn.init`` computes them."""
+    """``(fan_in, fan_out)`` as ``torch.nn.init`` computes them.
+
+    Example:
+        >>> fans(torch.empty(8, 4)), fans(torch.empty(16, 3, 3, 3))
+        ((4, 8), (27, 144))
+    """
     return nn.init._calculate_fan_in_and_fan_out(w)
 
 
@@ -67,28 +72,53 @@ def _fmt(x: float) -> str:
 
 
 def zeros_rule() -> Rule:
-    """All zeros (every unit identical: kept for teaching)."""
+    """All zeros (every unit identical: kept for teaching).
+
+    Example:
+        >>> w = torch.ones(2, 2); zeros_rule()(w), w.tolist()
+        ('zeros_', [[0.0, 0.0], [0.0, 0.0]])
+    """
     return lambda w: (nn.init.zeros_(w), "zeros_")[1]
 
 
 def normal_rule(scale: float, gen=None) -> Rule:
-    """N(0, scale²)."""
+    """N(0, scale²).
+
+    Example:
+        >>> normal_rule(0.02)(torch.empty(4, 4))
+        'normal_(std=0.02)'
+    """
     return lambda w: (nn.init.normal_(w, 0.0, scale, generator=gen), f"normal_(std={_fmt(scale)})")[1]
 
 
 def uniform_rule(scale: float, gen=None) -> Rule:
-    """U(−scale, scale)."""
+    """U(−scale, scale).
+
+    Example:
+        >>> w = torch.empty(4, 4); uniform_rule(0.1)(w), bool(w.abs().max() <= 0.1)
+        ('uniform_(±0.1)', True)
+    """
     return lambda w: (nn.init.uniform_(w, -scale, scale, generator=gen), f"uniform_(±{_fmt(scale)})")[1]
 
 
 def xavier_rule(gain: float = 1.0, dist: str = "normal", gen=None) -> Rule:
-    """Var = gain²·2/(fan_in + fan_out) (Glorot & Bengio 2010)."""
+    """Var = gain²·2/(fan_in + fan_out) (Glorot & Bengio 2010).
+
+    Example:
+        >>> xavier_rule(5 / 3, dist="uniform")(torch.empty(4, 4))
+        'xavier_uniform_(gain=1.667)'
+    """
     fn = nn.init.xavier_normal_ if dist == "normal" else nn.init.xavier_uniform_
     return lambda w: (fn(w, gain=gain, generator=gen), f"{fn.__name__}(gain={_fmt(gain)})")[1]
 
 
 def he_rule(a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "relu", dist: str = "normal", gen=None) -> Rule:
-    """Var = gain²/fan with gain = √(2/(1+a²)) for (leaky) ReLU (He et al. 2015)."""
+    """Var = gain²/fan with gain = √(2/(1+a²)) for (leaky) ReLU (He et al. 2015).
+
+    Example:
+        >>> he_rule(a=0.1)(torch.empty(4, 4))
+        "kaiming_normal_(a=0.1, mode='fan_in', nonlinearity='leaky_relu')"
+    """
     fn = nn.init.kaiming_normal_ if dist == "normal" else nn.init.kaiming_uniform_
     if a and nonlinearity == "relu":
         nonlinearity = "leaky_relu"
@@ -100,7 +130,12 @@ def he_rule(a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "relu", di
 
 
 def orthogonal_rule(gain: float = 1.0, gen=None, delta: bool = False) -> Rule:
-    """Orthogonal times gain (Saxe et al. 2014); delta-orthogonal for conv kernels when ``delta``."""
+    """Orthogonal times gain (Saxe et al. 2014); delta-orthogonal for conv kernels when ``delta``.
+
+    Example:
+        >>> orthogonal_rule(2.0)(torch.empty(4, 4)), orthogonal_rule(delta=True)(torch.empty(4, 4, 3, 3))
+        ('orthogonal_(gain=2)', 'delta_orthogonal_(gain=1)')
+    """
     def rule(w: torch.Tensor) -> str:
         if delta and w.dim() >= 3:
             delta_orthogonal_(w, gain, gen)
@@ -111,7 +146,12 @@ def orthogonal_rule(gain: float = 1.0, gen=None, delta: bool = False) -> Rule:
 
 
 def negative_slope(act: nn.Module) -> float:
-    """The slope below zero of a leaky ReLU-like module (0 for the others)."""
+    """The slope below zero of a leaky ReLU-like module (0 for the others).
+
+    Example:
+        >>> negative_slope(nn.LeakyReLU(0.2)), negative_slope(nn.ReLU())
+        (0.2, 0.0)
+    """
     if isinstance(act, nn.LeakyReLU):
         return float(act.negative_slope)
     if isinstance(act, nn.RReLU):
@@ -124,7 +164,12 @@ def negative_slope(act: nn.Module) -> float:
 def auto_rule(act: nn.Module | None, gen=None) -> Rule:
     """He (Kaiming) for ReLU-like activations with their negative slope (He et al. 2015),
     LeCun normal for SELU (Klambauer et al. 2017), Xavier with ``calculate_gain`` for tanh- and
-    sigmoid-like ones and for a linear output (Glorot & Bengio 2010)."""
+    sigmoid-like ones and for a linear output (Glorot & Bengio 2010).
+
+    Example:
+        >>> auto_rule(nn.Tanh())(torch.empty(4, 4)), auto_rule(None)(torch.empty(4, 4))
+        ('xavier_normal_(gain=1.667)', 'xavier_normal_(gain=1)')
+    """
     name = activation_name(act) if act is not None else ""
     fam = family(name)
     if name == "selu":
@@ -140,7 +185,12 @@ _CRITICAL: dict[tuple[str, float], float | None] = {}
 
 
 def critical_sigma_w(act: nn.Module | None, sigma_b2: float) -> float | None:
-    """√σ_w² at χ₁ = 1 for the activation module (None when there is no stable critical point)."""
+    """√σ_w² at χ₁ = 1 for the activation module (None when there is no stable critical point).
+
+    Example:
+        >>> round(critical_sigma_w(nn.ReLU(), 0.0), 4)    # √2
+        1.4142
+    """
     key = (f"{act!r}:{negative_slope(act)}" if act is not None else "linear", float(sigma_b2))
     if key not in _CRITICAL:
         try:
@@ -154,7 +204,12 @@ def critical_rule(act: nn.Module | None, sigma_b2: float, gen=None) -> Rule:
     """Orthogonal (delta-orthogonal for convolutions) with gain σ_w at χ₁ = 1, times
     √(fan_out/fan_in) when a layer widens, so each output unit keeps the variance q*
     (Schoenholz et al. 2017; Pennington et al. 2017; Xiao et al. 2018). Falls back to
-    :func:`auto_rule` when the activation has no stable critical point at this σ_b²."""
+    :func:`auto_rule` when the activation has no stable critical point at this σ_b².
+
+    Example:
+        >>> critical_rule(nn.ReLU(), 0.0)(torch.empty(8, 8))
+        'orthogonal_(gain=1.414)  # σ_w²=2, χ₁=1'
+    """
     sigma_w = critical_sigma_w(act, sigma_b2)
     if sigma_w is None:
         fallback = auto_rule(act, gen)

@@ -35,7 +35,12 @@ Sink = Callable[[Info], None]
 
 def named_params(params: Params) -> list[tuple[str, torch.Tensor]]:
     """``(name, parameter)`` pairs from a module, ``named_parameters()`` or a list of tensors
-    (named by position)."""
+    (named by position).
+
+    Example:
+        >>> [n for n, _ in named_params(torch.nn.Linear(2, 2))], [n for n, _ in named_params([torch.zeros(1)] * 2)]
+        (['weight', 'bias'], ['0', '1'])
+    """
     if isinstance(params, nn.Module):
         return list(params.named_parameters())
     if isinstance(params, torch.Tensor):
@@ -47,13 +52,24 @@ def named_params(params: Params) -> list[tuple[str, torch.Tensor]]:
 
 
 def with_grads(params: Params) -> list[tuple[str, torch.Tensor]]:
-    """The named parameters that have a gradient."""
+    """The named parameters that have a gradient.
+
+    Example:
+        >>> lin = torch.nn.Linear(2, 2); lin.weight.grad = torch.ones(2, 2)
+        >>> [n for n, _ in with_grads(lin)]
+        ['weight']
+    """
     return [(n, p) for n, p in named_params(params) if p.grad is not None]
 
 
 def foreach_ok(tensors: list[torch.Tensor]) -> bool | None:
     """``True`` (the fused ``torch._foreach_*`` path) when every tensor's device supports it,
-    else None (let torch choose per device)."""
+    else None (let torch choose per device).
+
+    Example:
+        >>> foreach_ok([torch.zeros(2)]), foreach_ok([])
+        (True, None)
+    """
     return True if tensors and all(_device_has_foreach_support(t.device) for t in tensors) else None
 
 
