@@ -12,6 +12,7 @@ BatchNorm's running statistics are put back afterwards, so nothing but the weigh
 Example:
     >>> import torch
     >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
     >>> m = nn.Sequential(nn.Linear(10, 32), nn.Tanh(), nn.Linear(32, 4))
     >>> res = lsuv_rescale(m, torch.randn(256, 10) * 5)
     >>> [round(v, 1) for _, v, _ in res]

@@ -145,7 +145,13 @@ def _bin_columns(logm, nonfin, steps, max_cols):
 
 @dataclass
 class FigureSpec:
-    """A figure of the report: its function, title, what it needs and how to read it."""
+    """A figure of the report: its function, title, what it needs and how to read it.
+
+    Example:
+        >>> spec = FigureSpec("blank", "Nothing", lambda run: None, "nothing", "Draws nothing.")
+        >>> spec.wide, spec.draw(None), FIGURES[0].name
+        (True, None, 'gradient_flow')
+    """
 
     name: str
     title: str

@@ -84,7 +84,12 @@ def truncate_layers(layers: list[str], keep: int = 3) -> str:
 
 
 def layer_label(name: str) -> str:
-    """A module or parameter name for display; the root module is ``(model)``."""
+    """A module or parameter name for display; the root module is ``(model)``.
+
+    Example:
+        >>> layer_label(""), layer_label("0.weight")
+        ('(model)', '0.weight')
+    """
     return name if name else "(model)"
 
 
@@ -114,7 +119,14 @@ def fmt_trial(trial: Any) -> str:
 
 
 def sorted_findings(findings: list[Any]) -> list[Any]:
-    """Findings, most severe first, then by the step they began."""
+    """Findings, most severe first, then by the step they began.
+
+    Example:
+        >>> from gradwatch.findings import Finding
+        >>> fs = [Finding("a", "info", 3, [], "x"), Finding("b", "critical", 9, [], "y"), Finding("c", "warning", 0, [], "z")]
+        >>> [f.severity for f in sorted_findings(fs)]
+        ['critical', 'warning', 'info']
+    """
     return sorted(findings, key=lambda f: (SEVERITY_ORDER.get(f.severity, 9), f.first_step))
 
 
@@ -124,6 +136,11 @@ def run_metrics(run: Any) -> dict[str, Any]:
     Read from ``run.meta["metrics"]`` when present, else from the last event of kind
     ``metrics`` (its detail dict), else the last value of each scalar given to
     ``Watcher.log`` (named ``"<name> (last logged)"``). Empty when the run recorded none.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> run_metrics(SimpleNamespace(meta={"metrics": {"test_acc": 0.91}})), run_metrics(SimpleNamespace())
+        ({'test_acc': 0.91}, {})
     """
     meta = getattr(run, "meta", {}) or {}
     m = meta.get("metrics")

@@ -19,24 +19,46 @@ from .format import fmt, fmt_value, layer_label
 
 
 def esc(value: Any) -> str:
-    """HTML-escape any value (quotes too, so it is safe inside attributes)."""
+    """HTML-escape any value (quotes too, so it is safe inside attributes).
+
+    Example:
+        >>> esc('say "hi" & <b>')
+        'say &quot;hi&quot; &amp; &lt;b&gt;'
+    """
     return html.escape(str(value), quote=True)
 
 
 def code(value: Any) -> str:
-    """An inline ``<code>`` element holding escaped text."""
+    """An inline ``<code>`` element holding escaped text.
+
+    Example:
+        >>> code("x<y")
+        '<code>x&lt;y</code>'
+    """
     return f"<code>{esc(value)}</code>"
 
 
 def kv_table(items: dict[str, Any] | Iterable[tuple[str, Any]], cls: str = "kv") -> str:
-    """A two-column table of names and formatted values (numbers to 3 significant digits)."""
+    """A two-column table of names and formatted values (numbers to 3 significant digits).
+
+    Example:
+        >>> kv_table([("lr", 0.000123456), ("steps", 100)])
+        '<table class="kv"><tbody><tr><th>lr</th><td>0.000123</td></tr><tr><th>steps</th><td>100</td></tr></tbody></table>'
+    """
     pairs = items.items() if isinstance(items, dict) else items
     rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(fmt_value(v))}</td></tr>" for k, v in pairs)
     return f'<table class="{esc(cls)}"><tbody>{rows}</tbody></table>'
 
 
 def layer_list(layers: list[str], keep: int = 8) -> str:
-    """Layer names as code chips; past ``keep``, the rest fold into a ``<details>``."""
+    """Layer names as code chips; past ``keep``, the rest fold into a ``<details>``.
+
+    Example:
+        >>> layer_list(["", "0.weight"])
+        '<code>(model)</code>, <code>0.weight</code>'
+        >>> layer_list([str(i) for i in range(12)], keep=2)
+        '<code>0</code>, <code>1</code> <details><summary>… (10 more)</summary> <code>2</code>, ...</details>'
+    """
     chips = [code(layer_label(x)) for x in layers]
     if len(chips) <= keep + 1:
         return ", ".join(chips)
@@ -47,7 +69,12 @@ def layer_list(layers: list[str], keep: int = 8) -> str:
 
 def table(headers: list[str], rows: Iterable[list[Any]], numeric: set[int] = frozenset(),
           cls: str = "") -> str:
-    """A plain table; cells are escaped, columns in ``numeric`` right-aligned and formatted."""
+    """A plain table; cells are escaped, columns in ``numeric`` right-aligned and formatted.
+
+    Example:
+        >>> table(["layer", "norm"], [["0", 1e-9], ["2", float("nan")]], numeric={1})
+        '<table><thead><tr><th>layer</th><th class="num">norm</th></tr></thead><tbody><tr><td>0</td><td class="num">1e-09</td></tr><tr><td>2</td><td class="num">—</td></tr></tbody></table>'
+    """
     def cell(i: int, v: Any, tag: str) -> str:
         c = ' class="num"' if i in numeric else ""
         text = num(v) if (i in numeric and tag == "td") else esc(v)
@@ -60,7 +87,12 @@ def table(headers: list[str], rows: Iterable[list[Any]], numeric: set[int] = fro
 
 
 def num(v: Any) -> str:
-    """A number for a table cell: a dash when not recorded (NaN), escaped text otherwise."""
+    """A number for a table cell: a dash when not recorded (NaN), escaped text otherwise.
+
+    Example:
+        >>> num(0.000123456), num(float("nan")), num(float("inf"))
+        ('0.000123', '—', 'NaN/inf')
+    """
     if isinstance(v, float) and math.isnan(v):
         return "—"
     if isinstance(v, float) and math.isinf(v):
@@ -69,6 +101,11 @@ def num(v: Any) -> str:
 
 
 def details(summary: str, body_html: str, open_: bool = False) -> str:
-    """A collapsible block (no script needed); ``summary`` is escaped, ``body_html`` is not."""
+    """A collapsible block (no script needed); ``summary`` is escaped, ``body_html`` is not.
+
+    Example:
+        >>> details("a < b", "<p>more</p>")
+        '<details class="more"><summary>a &lt; b</summary><p>more</p></details>'
+    """
     o = " open" if open_ else ""
     return f'<details class="more"{o}><summary>{esc(summary)}</summary>{body_html}</details>'

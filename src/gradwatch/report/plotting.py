@@ -47,12 +47,22 @@ def style_axes(ax) -> None:
 
 
 def safe(text: str) -> str:
-    """Text matplotlib shows literally: ``$`` would start mathtext (and can fail to parse)."""
+    """Text matplotlib shows literally: ``$`` would start mathtext (and can fail to parse).
+
+    Example:
+        >>> print(safe("cost $5"))
+        cost \\$5
+    """
     return str(text).replace("\\", "\\\\").replace("$", r"\$")
 
 
 def name_label(name: str, width: int = 26) -> str:
-    """A module/parameter name as a tick label: root as ``(model)``, shortened, mathtext-safe."""
+    """A module/parameter name as a tick label: root as ``(model)``, shortened, mathtext-safe.
+
+    Example:
+        >>> name_label(""), name_label("encoder.layers.11.self_attn.out_proj.weight", 20)
+        ('(model)', 'encoder.l…roj.weight')
+    """
     return safe(short(layer_label(name), width))
 
 
@@ -77,7 +87,13 @@ def layer_ticks(ax, names: list[str], axis: str = "x", max_labels: int = 36, min
 
 
 def split_log(x, y):
-    """Split points for a log axis: (x, y) positive-finite, x where y == 0, x where y is NaN/inf."""
+    """Split points for a log axis: (x, y) positive-finite, x where y == 0, x where y is NaN/inf.
+
+    Example:
+        >>> x, y, zeros, bad = split_log([0, 1, 2, 3], [1.0, 0.0, float("nan"), 10.0])
+        >>> x.tolist(), y.tolist(), zeros.tolist(), bad.tolist()
+        ([0.0, 3.0], [1.0, 10.0], [1.0], [2.0])
+    """
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
     ok = np.isfinite(y) & (y > 0)
@@ -108,7 +124,13 @@ def mark_edges(ax, zeros, bad, color=None) -> None:
 
 
 def log_scale(ax, values) -> None:
-    """A log y axis; within one decade, plain tick labels (0.6, 0.8) instead of 6×10⁻¹."""
+    """A log y axis; within one decade, plain tick labels (0.6, 0.8) instead of 6×10⁻¹.
+
+    Example:
+        >>> fig, (ax,) = new_figure(3, 2)
+        >>> log_scale(ax, [0.6, 0.8]); ax.get_yscale(), ax.yaxis.get_major_formatter()(0.6, 0)
+        ('log', '0.6')
+    """
     ax.set_yscale("log")  # also resets the tick formatters to the log defaults
     v = np.asarray(values, dtype=float).ravel()
     v = v[np.isfinite(v) & (v > 0)]
@@ -131,7 +153,12 @@ def dedupe_legend(ax, **kw) -> None:
 
 
 def geomean(values) -> float:
-    """Geometric mean of the positive finite values (NaN when there are none)."""
+    """Geometric mean of the positive finite values (NaN when there are none).
+
+    Example:
+        >>> round(geomean([1, 100, 0, float("nan")]), 6), geomean([])
+        (10.0, nan)
+    """
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v) & (v > 0)]
     return float(np.exp(np.log(v).mean())) if v.size else float("nan")
@@ -163,5 +190,10 @@ def to_png(fig, dpi: int = 110) -> bytes:
 
 
 def data_uri(png: bytes) -> str:
-    """A ``data:image/png;base64,…`` URI, for embedding without any fetch."""
+    """A ``data:image/png;base64,…`` URI, for embedding without any fetch.
+
+    Example:
+        >>> data_uri(b"\\x89PNG")
+        'data:image/png;base64,iVBORw=='
+    """
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
