@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn.modules import module as module_hooks
 from torch.optim import optimizer as optimizer_hooks
 
-from .watcher import Watcher
+from .watcher import Watcher, is_loss
 
 
 class AutoWatch:
@@ -68,7 +68,7 @@ class AutoWatch:
         aw = self
 
         def backward(tensor, *args, **kwargs):
-            if tensor.dim() == 0 and tensor.grad_fn is not None:
+            if is_loss(tensor) and tensor.grad_fn is not None:
                 aw._first_loss = tensor
             return original(tensor, *args, **kwargs)
 

@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import atexit
+import itertools
 import os
 import re
 import sys
@@ -61,27 +62,37 @@ _LIVE: "weakref.WeakSet[Watcher]" = weakref.WeakSet()
 _ORIGINAL_BACKWARD = torch.Tensor.backward
 
 
+def is_loss(t: torch.Tensor) -> bool:
+    """Whether a tensor ``backward()`` is called on is a loss the watcher records (one number)."""
+    return t.numel() == 1
+
+
 def _backward_with_loss_capture(self, *args, **kwargs):
-    if self.numel() == 1:
+    if is_loss(self):
         live = list(_LIVE)
         for w in (_owners(self, live) if len(live) > 1 else live):
             w._saw_loss(self)
     return _ORIGINAL_BACKWARD(self, *args, **kwargs)
 
 
+def _graph_nodes(fn, depth: int | None = None):
+    """The autograd nodes reachable from ``fn``, breadth first, each once (to ``depth`` levels)."""
+    frontier, seen, level = [fn], set(), 0
+    while frontier and (depth is None or level < depth):
+        nxt = []
+        for node in frontier:
+            if node is None or id(node) in seen:
+                continue
+            seen.add(id(node))
+            yield node
+            nxt.extend(n for n, _ in getattr(node, "next_functions", ()))
+        frontier, level = nxt, level + 1
+
+
 def _graph_leaves(fn) -> set[int]:
     """ids of the leaf tensors (parameters) a loss's autograd graph reaches."""
-    seen, stack, leaves = set(), [fn], set()
-    while stack:
-        f = stack.pop()
-        if f is None or f in seen:
-            continue
-        seen.add(f)
-        var = getattr(f, "variable", None)  # AccumulateGrad nodes hold their leaf
-        if var is not None:
-            leaves.add(id(var))
-        stack.extend(n for n, _ in f.next_functions)
-    return leaves
+    # AccumulateGrad nodes hold their leaf as .variable
+    return {id(n.variable) for n in _graph_nodes(fn) if getattr(n, "variable", None) is not None}
 
 
 def _owners(loss: torch.Tensor, watchers: list) -> list:
@@ -224,6 +235,7 @@ class Watcher:
         self._last_step_end = time.perf_counter()
         self._loss_graph_saved = False
         self._loss_scale: torch.Tensor | None = None  # GradScaler's factor in this step's backward
+        self._extra_next: dict[str, Any] = {}  # w.log() scalars for the step under way
         self._in_backward = False
         self._closed = False
 
@@ -365,8 +377,9 @@ class Watcher:
             "grad_norm": rec.get("global_norm"), "step_time": now - self._last_step_end,
             "lr": [g["lr"] for o in self.optimizers for g in o.param_groups],
             "stats": stat, "vectors": vectors, "calls": calls,
-            "extra": self.__dict__.pop("_extra_next", {}),  # w.log() between backward and step
+            "extra": self._extra_next,  # w.log() between backward and step
         }
+        self._extra_next = {}
         self._last_step_end = now
         self._pending.append(record)
         self._log_target = record
@@ -421,7 +434,7 @@ class Watcher:
         if target is None:  # a step is under way: keep the values for it
             if loss is not None:
                 self._losses = [torch.as_tensor(loss).detach().float().reshape(())]
-            self._extra_next = {**getattr(self, "_extra_next", {}), **scalars}
+            self._extra_next.update(scalars)
             return
         if loss is not None:
             target["loss"] = torch.as_tensor(loss).detach().float().reshape(())
@@ -466,9 +479,8 @@ class Watcher:
         """Remove every hook, write what is pending, close the store. Safe to call twice."""
         if self._closed:
             return
-        extra = getattr(self, "_extra_next", None)
-        if extra and self._pending:
-            self._pending[-1]["extra"].update(extra)
+        if self._extra_next and self._pending:
+            self._pending[-1]["extra"].update(self._extra_next)
         self.probe.disarm()
         for h in self._handles + self._opt_handles:
             h.remove()
@@ -574,19 +586,7 @@ def _measure_after_closure(watcher: Watcher, args, kwargs):
 
 def _graph_names(fn, depth: int = 8, limit: int = 24) -> list[str]:
     """Names of the autograd nodes nearest the loss, breadth first (e.g. MseLossBackward0)."""
-    names, frontier, seen = [], [fn], set()
-    for _ in range(depth):
-        nxt = []
-        for node in frontier:
-            if node is None or id(node) in seen:
-                continue
-            seen.add(id(node))
-            names.append(node.name())
-            nxt.extend(n for n, _ in getattr(node, "next_functions", ()))
-        frontier = nxt
-        if len(names) >= limit:
-            break
-    return names[:limit]
+    return [node.name() for node in itertools.islice(_graph_nodes(fn, depth), limit)]
 
 
 def _to_host(pending: list[dict[str, Any]]):

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from ..findings import Remedy
+from ..probes.activations import MODULE_ACTIVATIONS, family
 
 # code templates; {fields} are filled from the recorded model by :func:`facts`
 _RECREATE = ("opt = type(opt)(model.parameters(), **opt.defaults)"
@@ -118,8 +119,8 @@ _CATALOG: dict[str, tuple[str, str]] = {
     ),
 }
 
-_SATURATING = {"sigmoid": "Sigmoid", "tanh": "Tanh", "hardsigmoid": "Hardsigmoid", "hardtanh": "Hardtanh",
-               "softsign": "Softsign", "logsigmoid": "LogSigmoid"}
+#: activation name -> its nn class name (``"tanh"`` -> ``"Tanh"``)
+_CLASS_OF = {name: cls.__name__ for cls, name in MODULE_ACTIVATIONS.items()}
 
 
 def facts(ctx: Any = None) -> dict[str, str]:
@@ -137,13 +138,14 @@ def facts(ctx: Any = None) -> dict[str, str]:
     acts = mods[mods["kind"] == "activation"] if len(mods) else mods
     module_classes, functional = set(), set()
     for _, row in acts.iterrows():
-        name = _SATURATING.get(str(row["activation"]))
-        if name is None:
+        act = str(row["activation"])
+        if family(act) not in ("sigmoid", "tanh"):  # the saturating families
             continue
+        name = _CLASS_OF[act]
         if row["type"] == name:
             module_classes.add(f"nn.{name}")
         else:  # a functional call seen by the probe ("fc1:sigmoid")
-            functional.add(str(row["activation"]))
+            functional.add(act)
     if module_classes:
         classes = sorted(module_classes)
         out["saturating"] = classes[0] if len(classes) == 1 else f"({', '.join(classes)})"

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..probes.activations import activation_name  # noqa: F401 (re-exported)
 from ..probes.model_info import (WEIGHT_LAYERS, following_activation, following_modules, is_leaf,  # noqa: F401
                                  is_norm)
 
