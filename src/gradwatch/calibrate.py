@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .guard import scale_lr
+
 
 def measured_update_ratio(model: nn.Module, make_optimizer: Callable, lr: float, batches: Sequence,
                           loss_fn: Callable, steps: int = 3) -> float:
@@ -235,7 +237,7 @@ class UpdateRatioController:
                 factor = 1.0
             if factor != 1.0:
                 for g in self.optimizer.param_groups:
-                    g["lr"] = float(g["lr"]) * factor
+                    scale_lr(g, factor)
         self.t += 1
         return result
 

@@ -127,7 +127,7 @@ class Guard:
                 self._restore(self._snapshot, params, optimizers)
                 for opt in optimizers:
                     for g in opt.param_groups:
-                        _scale_lr(g, self.lr_factor)
+                        scale_lr(g, self.lr_factor)
                 self.rollbacks += 1
                 self.bad_in_a_row = 0
                 record("guard_rollback", {"step": step, "to_step": self._snapshot.step, "lr_factor": self.lr_factor})
@@ -155,7 +155,18 @@ class Guard:
                 g["lr"] = lr
 
 
-def _scale_lr(group: dict, factor: float) -> None:
+def scale_lr(group: dict, factor: float) -> None:
+    """Multiply a param group's learning rate by ``factor``, in place: a tensor rate stays a
+    tensor (capturable/fused optimizers), and ``initial_lr`` follows so that an LR scheduler
+    built on it keeps the change.
+
+    Example:
+        >>> import torch
+        >>> opt = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1)
+        >>> scale_lr(opt.param_groups[0], 0.5)
+        >>> opt.param_groups[0]["lr"]
+        0.05
+    """
     if isinstance(group["lr"], torch.Tensor):
         group["lr"].mul_(factor)
     else:

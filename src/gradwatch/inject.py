@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .guard import scale_lr
+
 #: remedies that can act on a running script, and where they act
 MODEL_REMEDIES = ("use_he_init", "break_symmetry", "critical_init", "orthogonal_init", "zero_bias_init",
                   "use_relu_with_he_init", "use_leaky_relu")
@@ -171,7 +173,7 @@ class StepRemedy:
                         factor = self.aim[self.remedy] / r
                 self.factor = factor
                 for g in optimizer.param_groups:
-                    g["lr"] = float(g["lr"]) * factor
+                    scale_lr(g, factor)
         if self.remedy == "clip_grad_norm":
             params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
             torch.nn.utils.clip_grad_norm_(params, self.clip)
