@@ -5,9 +5,13 @@ the same net with BatchNorm, with identity shortcuts (pre-activation residual bl
 and with LayerNorm. The watcher records δ = ‖∂L/∂h‖ at every block output; the δ ratio first /
 last block shows how many orders of magnitude the signal loses on its way down. All five are
 trained with the same SGD + momentum budget on digits and tested on the held-out split.
-With ReLU, BatchNorm alone is also checked against mean-field theory (Yang et al. 2019): at
-init δ *grows* towards the input by √(π/(π−1)) ≈ 1.21 per layer. The mean cosine similarity of
-the last block's outputs over test inputs tells whether the net still separates its inputs.
+BatchNorm without shortcuts is judged as Yang et al. 2019 describe it: at init δ *grows* towards
+the input by √(π/(π−1)) ≈ 1.21 per BN-ReLU layer (mean-field theory, so ~10^2.4 at depth 30: not
+"within 100×"), and once training has started the explosion subsides (their learning-dynamics
+experiments: after a single optimisation step the gradients have a dramatically smaller dynamic
+range), so "within ~100×" is asked of every measured step after step 0. The mean cosine
+similarity of the last block's outputs over test inputs tells whether the net still separates
+its inputs (LayerNorm, per sample, does not stop them collapsing onto one direction).
 """
 
 from __future__ import annotations
@@ -23,11 +27,13 @@ from gradwatch.lab.core import Context, Result, check
 from gradwatch.lab.data import batches, digits
 
 NAME = "norm-residual"
-CLAIM = ("BatchNorm, LayerNorm and residual paths keep δ = ‖∂L/∂h‖ within ~100× from the last "
-         "layer to the first of a deep net, where the plain net loses orders of magnitude, and "
-         "they train where it does not.")
+CLAIM = ("Residual paths and LayerNorm keep δ = ‖∂L/∂h‖ within ~100× from the last layer to the first "
+         "of a deep net, where the plain net loses orders of magnitude; BatchNorm without shortcuts "
+         "makes δ grow at init by the mean-field rate and keeps it within ~100× once training has "
+         "started; all of them train where the plain net does not.")
 SOURCE = ("Ioffe & Szegedy 2015 (BatchNorm); He et al. 2016, Identity Mappings, Fig. 1; Ba et al. 2016 "
-          "(LayerNorm); Yang et al. 2019, A Mean Field Theory of Batch Normalization, Thm. 3.9")
+          "(LayerNorm); Yang et al. 2019, A Mean Field Theory of Batch Normalization, Thm. 3.9 and its "
+          "learning-dynamics section")
 
 VARIANTS = ("plain", "batchnorm", "residual", "residual+bn", "layernorm")
 
@@ -135,7 +141,8 @@ def run(config: Config, ctx: Context) -> Result:
 
     data = digits()
     F = nn.functional
-    measurements: dict = {"log10_delta_ratio_init": {}, "log10_delta_ratio_worst": {}, "accuracy": {},
+    measurements: dict = {"log10_delta_ratio_init": {}, "log10_delta_ratio_worst": {},
+                          "log10_delta_ratio_worst_after_init": {}, "accuracy": {},
                           "final_loss": {}, "cosine_last_block": {}, "delta_profile_init": {},
                           "delta_nonfinite_steps": {}}
     tables, curves = {}, {}
@@ -172,6 +179,9 @@ def run(config: Config, ctx: Context) -> Result:
             nonfinite = sum(math.isnan(r) for r in ratios)
             measurements["delta_nonfinite_steps"][variant] = nonfinite
             measurements["log10_delta_ratio_worst"][variant] = None if nonfinite else max(ratios, key=abs)
+            later = ratios[1:]  # every measured step after step 0 (judged for BatchNorm, Yang et al. 2019)
+            measurements["log10_delta_ratio_worst_after_init"][variant] = (
+                None if not later or any(math.isnan(r) for r in later) else max(later, key=abs))
             measurements["accuracy"][variant] = report["accuracy"]
             losses = run.steps["loss"].to_numpy()
             final_loss = float(np.mean(losses[-20:]))
@@ -186,7 +196,9 @@ def run(config: Config, ctx: Context) -> Result:
                          "scales the signal's variance by ~1/6); same init seed and batches for every variant; "
                          "δ ratio = ‖∂L/∂h_first block‖ / ‖∂L/∂h_last block‖; 'worst' = the measured step "
                          "farthest from 1 in log scale (null when some step's δ is non-finite, counted in "
-                         "delta_nonfinite_steps; final_loss null = diverged); cosine_last_block = mean cosine similarity of the last block's "
+                         "delta_nonfinite_steps; final_loss null = diverged); 'worst_after_init' = the same over "
+                         "the measured steps after step 0, judged for BatchNorm, whose step 0 is judged against "
+                         "Yang et al.'s mean-field growth instead; cosine_last_block = mean cosine similarity of the last block's "
                          "outputs over the test inputs (near 1: the net has collapsed every input onto one direction, "
                          "the rank collapse BatchNorm avoids and LayerNorm does not, Daneshmand et al. 2020)."))
 
@@ -201,11 +213,23 @@ def _checks(config: Config, m: dict) -> list:
     for v in config.variants:
         if v == "plain":
             continue
-        w = worst[v]
-        checks.append(check(f"{v}: |log10 δ ratio| <= {config.max_orders:g} at every measured step (a non-finite δ fails)",
-                            w is not None and abs(w) <= config.max_orders,
-                            log10_ratio_worst=w if w is not None else float("nan"),
-                            nonfinite_steps=m["delta_nonfinite_steps"][v]))
+        if v == "batchnorm":  # BN explodes at init by design (Yang et al. 2019): judged from step 1 on
+            w = m["log10_delta_ratio_worst_after_init"][v]
+            checks.append(check(f"batchnorm once training has started: |log10 δ ratio| <= {config.max_orders:g} at "
+                                "every measured step after step 0 (a non-finite δ fails) — Yang et al. 2019: BN's "
+                                "gradient explosion is a property of the random init (step 0 is judged against "
+                                "their mean-field rate); after one optimisation step the gradients settle to a much "
+                                "smaller dynamic range",
+                                w is not None and abs(w) <= config.max_orders,
+                                log10_ratio_worst_after_init=w if w is not None else float("nan"),
+                                nonfinite_steps=m["delta_nonfinite_steps"][v]))
+        else:
+            w = worst[v]
+            checks.append(check(f"{v}: |log10 δ ratio| <= {config.max_orders:g} at every measured step (a non-finite δ "
+                                "fails)",
+                                w is not None and abs(w) <= config.max_orders,
+                                log10_ratio_worst=w if w is not None else float("nan"),
+                                nonfinite_steps=m["delta_nonfinite_steps"][v]))
         if v == "batchnorm" and config.activation == "relu":
             pred, init = bn_relu_prediction(config.depth), m["log10_delta_ratio_init"][v]
             checks.append(check("batchnorm (ReLU) at init: log10 δ ratio within 0.5 of the mean-field "
@@ -228,6 +252,9 @@ def _figure(ctx: Context, config: Config, m: dict, curves: dict) -> None:
         ax[2].plot(losses, lw=0.8, label=f"{v} (test acc {m['accuracy'][v]:.2f})")
     ax[0].set(xlabel="block", ylabel="δ = ‖∂L/∂h‖ at init", title=f"δ per block, depth {config.depth}")
     ax[1].axhspan(-config.max_orders, config.max_orders, color="green", alpha=0.08)
+    if "batchnorm" in curves and config.activation == "relu":
+        ax[1].axhline(bn_relu_prediction(config.depth), color="grey", ls="--", lw=1,
+                      label="BN-ReLU mean-field at init (Yang et al.)")
     ax[1].set(xlabel="step", ylabel="log10 δ(first) / δ(last)", title="δ ratio during training")
     ax[2].set(xlabel="step", ylabel="training loss", title="training loss (SGD + momentum)")
     ax[2].axhline(math.log(10), color="grey", ls=":", lw=1)
