@@ -93,7 +93,10 @@ def run(
     out: Optional[Path] = typer.Option(None, "--out", help="run directory (default gradwatch-runs/<script>-<time>)"),
     json_path: Optional[Path] = typer.Option(None, "--json", help="write the diagnosis as JSON here"),
     guard: bool = typer.Option(False, "--guard", help="skip exploding/non-finite steps, roll back on repeated failure"),
-    every: int = typer.Option(10, "--every", help="steps between the slow statistics (δ, activations, updates)"),
+    every: int = typer.Option(10, "--every", help="steps between the slow statistics (δ, activations, updates) "
+                              "for the first ten of them"),
+    stats_budget: float = typer.Option(0.01, "--stats-budget", help="then space them so they add at most this "
+                                       "fraction of the training time; 0 = every --every steps throughout"),
     remedy: Optional[str] = typer.Option(None, "--remedy", help="apply a remedy to the running script (e.g. use_he_init, reduce_lr)"),
     steps: Optional[int] = typer.Option(None, "--steps", help="stop the script after this many optimizer steps"),
     trial: bool = typer.Option(False, "--trial", help="re-run the script with each top remedy injected and rank them"),
@@ -104,10 +107,12 @@ def run(
 
     if every < 1:
         _fail(f"--every must be at least 1, got {every}")
+    if not 0 <= stats_budget <= 1:
+        _fail(f"--stats-budget must be a fraction between 0 and 1 (e.g. 0.01 for 1 %), got {stats_budget}")
     if steps is not None and steps < 1:
         _fail(f"--steps must be at least 1, got {steps}")
     out = out or Path("gradwatch-runs") / f"{script.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    kwargs = {"every": every, "remedy": remedy, "max_steps": steps}
+    kwargs = {"every": every, "stats_budget": stats_budget or None, "remedy": remedy, "max_steps": steps}
     if guard:
         kwargs["guard"] = True
     try:

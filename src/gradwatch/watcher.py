@@ -2,10 +2,12 @@
 
 Every optimizer step: per-parameter gradient L2 norm and max |g|, the global norm, the loss,
 the learning rates and the step time — a few fused kernels whose results stay on the device.
-Every ``every`` steps (and step 0), the slow statistics: δ = ‖∂L/∂h‖ at every module output
-(and per call, and per time step for recurrent modules), activation statistics, weight norms,
-the optimizer's update ‖w_after − w_before‖, identical units and non-finite counts. Records
-are moved to the host in one transfer per flush and written by the store's thread.
+On the statistics steps, the slow statistics: δ = ‖∂L/∂h‖ at every module output (and per
+call, and per time step for recurrent modules), activation statistics, weight norms, the
+optimizer's update ‖w_after − w_before‖, identical units and non-finite counts. They come every
+``every`` steps (step 0 first) for the first ten, then as often as ``stats_budget`` allows
+(:mod:`gradwatch.schedule`: by default they may add 1 % to the training time). Records are moved
+to the host in one transfer per flush and written by the store's thread.
 
 Example:
     >>> import torch, tempfile
@@ -41,6 +43,7 @@ from .guard import Guard
 from .probes.model_info import describe_model, describe_optimizer
 from .probes.modules import ModuleProbe
 from .probes.tensors import TensorStats
+from .schedule import StatsSchedule
 from .store import RunStore
 
 
@@ -140,7 +143,11 @@ class Watcher:
         optimizer: its optimizer (optional; more can be added with :meth:`add_optimizer`).
             Without one, a step ends when a backward pass through the model ends.
         out: run directory (default ``gradwatch-runs/<time>``).
-        every: slow statistics every ``every`` steps (δ, activations, updates). ``1`` = always.
+        every: steps between the slow statistics (δ, activations, updates) for the first ten
+            statistics steps, and for the whole run when ``stats_budget`` is None. ``1`` = always.
+        stats_budget: after those, space the statistics steps so their measured extra time stays
+            within this fraction of the training time (default ``0.01``); ``None`` keeps
+            ``every`` for the whole run. See :class:`~gradwatch.schedule.StatsSchedule`.
         stats: ``"default"`` or ``"all"`` (every statistic every step, including non-finite
             counts: the most detail, the most cost).
         dead_window: statistics steps over which a ReLU unit must never fire to count as dead.
@@ -148,7 +155,7 @@ class Watcher:
             ``flush_seconds``), so a killed run loses at most that much.
         precision: ``"bfloat16"`` or ``"float32"`` for the stored per-layer vectors.
         meta: extra JSON-serialisable metadata to store with the run.
-        first_stats_step: the first step that gets the slow statistics (then every ``every``).
+        first_stats_step: the first step that gets the slow statistics.
         guard: ``True`` (or a :class:`~gradwatch.guard.Guard`) to skip non-finite or exploding
             steps and roll back after repeated failures; needs the optimizer.
 
@@ -170,6 +177,7 @@ class Watcher:
         out: str | os.PathLike | None = None,
         every: int = 10,
         stats: str = "default",
+        stats_budget: float | None = 0.01,
         dead_window: int = 5,
         flush_every: int = 50,
         flush_seconds: float = 2.0,
@@ -200,8 +208,11 @@ class Watcher:
         self.model = model
         self.every = 1 if stats == "all" else every
         self.full = stats == "all"
-        self._stats_offset = int(first_stats_step)
-        self._forced_stats: set[int] = set()
+        try:
+            self.schedule = StatsSchedule(self.every, first=first_stats_step,
+                                          budget=None if self.full else stats_budget)
+        except ValueError as e:
+            raise WatchError(str(e)) from None
         self.trace_steps = 50  # after a guard skip, all statistics for this many steps
         self.flush_every = max(1, int(flush_every))
         self.flush_seconds = flush_seconds
@@ -223,7 +234,8 @@ class Watcher:
         self._write_module_layout()
         self.store.set_meta(
             gradwatch=_version(), torch=torch.__version__, started=time.time(), argv=sys.argv,
-            config={"every": self.every, "stats": stats, "dead_window": dead_window,
+            config={"every": self.every, "stats": stats, "stats_budget": self.schedule.budget,
+                    "dead_window": dead_window,
                     "precision": precision, "flush_every": self.flush_every},
             **(meta or {}),
         )
@@ -281,9 +293,7 @@ class Watcher:
 
     # ------------------------------------------------------------ step cycle
     def _stat_step(self, step: int) -> bool:
-        if step in self._forced_stats:
-            return True
-        return step >= self._stats_offset and (step - self._stats_offset) % self.every == 0
+        return self.schedule.is_stats(step)
 
     def _begin_step(self) -> None:
         if self._stat_step(self.step) and self.module_stats:
@@ -324,7 +334,7 @@ class Watcher:
     def _guard_event(self, kind: str, detail: dict[str, Any]) -> None:
         self.store.event(self.step, kind, detail)
         if kind == "guard_skip":  # look closely for a while: which module makes the NaN
-            self._forced_stats.update(range(self.step + 1, self.step + 1 + self.trace_steps))
+            self.schedule.force(range(self.step + 1, self.step + 1 + self.trace_steps))
 
     def _on_root_output(self, module, args, output) -> None:
         # no optimizer: the step ends when the backward pass through the model ends
@@ -362,11 +372,12 @@ class Watcher:
                     mod_vectors["delta"] = mod_vectors["delta"] / self._loss_scale
                 calls = [(m, v / self._loss_scale) for m, v in calls]
             vectors.update(mod_vectors)
-            if not self._stat_step(self.step + 1):
-                self.probe.disarm()
             if self.probe.layout_changed:
                 self._write_module_layout()
         now = time.perf_counter()
+        self.schedule.observe(self.step, now - self._last_step_end)
+        if stat and not self._stat_step(self.step + 1):
+            self.probe.disarm()
         loss = torch.stack(self._losses).float() if self._losses else None
         if loss is not None:
             loss = loss.sum() if self.loss_reduction == "sum" else loss.mean()

@@ -46,7 +46,9 @@ class DistributedWatcher(Watcher):
 
     Create it on every rank, with the same arguments, after ``init_process_group`` and after
     wrapping the model (DDP or ``fully_shard``); flushes are collectives, so they happen every
-    ``flush_every`` steps on all ranks (never on a timer). ``guard`` is not available with FSDP.
+    ``flush_every`` steps on all ranks (never on a timer). The slow statistics come every ``every``
+    steps for the whole run (no timed ``stats_budget``: the ranks must pick the same steps).
+    ``guard`` is not available with FSDP.
 
     Args:
         model: the DDP module (watched through ``.module``), an FSDP2 model, or a plain module
@@ -97,6 +99,10 @@ class DistributedWatcher(Watcher):
         if self.rank != 0:
             self.store_class = _PeerStore
         kwargs["flush_seconds"] = float("inf")
+        if kwargs.get("stats_budget") is not None:
+            raise WatchError("stats_budget is not available with DistributedWatcher: every rank must take its "
+                             "statistics on the same steps; use every=N")
+        kwargs["stats_budget"] = None  # a timed schedule would differ between ranks
         super().__init__(model, optimizer, guard=guard, **kwargs)
         if self.sharded:
             self.tensors.params = [_Shard(p) for p in self.tensors.params]

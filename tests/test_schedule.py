@@ -1,0 +1,72 @@
+"""The statistics schedule: fixed spacing first, then placed by the measured cost and the budget."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import gradwatch as gw
+from gradwatch.schedule import StatsSchedule
+from gradwatch.watcher import WatchError
+from gw_test_helpers import train
+
+
+def _drive(s, steps, ordinary, stats):
+    taken = []
+    for t in range(steps):
+        stat = s.is_stats(t)
+        if stat:
+            taken.append(t)
+        s.observe(t, stats if stat else ordinary)
+    return taken
+
+
+@pytest.mark.parametrize("ordinary,stats,budget", [(0.010, 0.030, 0.01), (0.004, 0.005, 0.02), (0.1, 0.7, 0.05)])
+def test_after_the_dense_phase_the_gap_keeps_the_cost_within_the_budget(ordinary, stats, budget):
+    s = StatsSchedule(every=10, budget=budget, dense=3)
+    taken = _drive(s, 3000, ordinary, stats)
+    assert taken[:3] == [0, 10, 20]
+    gap = max(10, math.ceil((stats - ordinary) / (budget * ordinary)))
+    assert all(b - a == gap for a, b in zip(taken[3:], taken[4:]))
+    # what the slow steps add, over the steady part of the run, is the budget (or less at the floor)
+    steady = range(taken[3], taken[-1])
+    extra = sum(stats - ordinary for t in steady if t in taken)
+    assert extra / (len(steady) * ordinary) <= budget * 1.001
+
+
+def test_no_budget_keeps_the_fixed_spacing_and_a_negative_first_step_shifts_the_phase():
+    assert _drive(StatsSchedule(every=7, budget=None), 60, 0.01, 0.05) == list(range(0, 60, 7))
+    assert _drive(StatsSchedule(every=5, first=-3, budget=None), 20, 0.01, 0.05) == [2, 7, 12, 17]
+
+
+def test_forced_steps_are_taken_and_not_counted_as_ordinary():
+    s = StatsSchedule(every=10, budget=0.01, dense=1)
+    s.force(range(1, 4))
+    taken = _drive(s, 12, 0.01, 0.03)
+    assert taken[:4] == [0, 1, 2, 3]
+    assert len(s._ordinary) == 12 - 4 - (1 if 10 in taken else 0)
+
+
+@pytest.mark.parametrize("bad", [0, -0.1, 1.5, "1%"])
+def test_a_bad_budget_is_refused(tmp_path, bad):
+    with pytest.raises(WatchError, match="stats_budget"):
+        gw.watch(nn.Linear(2, 2), out=tmp_path, stats_budget=bad)
+
+
+def test_a_real_run_spaces_its_statistics_steps_by_their_cost(tmp_path, digits):
+    X, y = digits
+    torch.manual_seed(0)
+    model = nn.Sequential(*[m for _ in range(6) for m in (nn.Linear(64, 64), nn.ReLU())], nn.Linear(64, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with gw.watch(model, opt, out=tmp_path / "budget", every=2, stats_budget=0.01):
+        train(model, opt, X, y, 120)
+    stats = gw.load(tmp_path / "budget").steps.stats
+    taken = [int(t) for t in stats.index[stats.to_numpy(dtype=bool)]]
+    assert taken[:10] == list(range(0, 20, 2))  # the dense start
+    # a statistics step costs more than 2 % of an ordinary step here, so the budget spaces them out
+    assert len(taken) < 10 + (120 - 20) // 2
+    assert all(b - a > 2 for a, b in zip(taken[10:], taken[11:]))
+    with gw.watch(model, opt, out=tmp_path / "fixed", every=2, stats_budget=None):
+        train(model, opt, X, y, 40)
+    assert gw.load(tmp_path / "fixed").steps.stats.tolist() == [t % 2 == 0 for t in range(40)]
