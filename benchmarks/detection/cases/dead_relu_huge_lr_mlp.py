@@ -39,3 +39,5 @@ for epoch in range(4):
     print(f"epoch {epoch} loss {loss.item()}")
 
 print("final loss", loss.item())
+with torch.no_grad():  # evaluation only, after training: accuracy on the training set (no split here)
+    print(f"eval train_acc={((model(X).argmax(1) == y).float().mean().item()):.4f}")

@@ -46,3 +46,5 @@ for step in range(150):
     optimizer.step()
 
 print("final loss %.4f" % loss.item())
+with torch.no_grad():  # evaluation only, after training: accuracy on the training set (no split here)
+    print(f"eval train_acc={((net(X).argmax(1) == y).float().mean().item()):.4f}")

@@ -43,3 +43,5 @@ for step in range(80):
     opt.step()
 
 print(f"final loss {loss.item():.4g}")
+with torch.no_grad():  # evaluation only, after training: accuracy on the training set (no split here)
+    print(f"eval train_acc={((model(X).argmax(1) == y).float().mean().item()):.4f}")

@@ -40,3 +40,5 @@ for step in range(150):
     opt.step()
 
 print("final loss", f"{loss.item():.4f}")
+with torch.no_grad():  # evaluation only, after training: accuracy on the training set (no split here)
+    print(f"eval train_acc={((model(X).argmax(1) == y).float().mean().item()):.4f}")

@@ -35,3 +35,5 @@ for step in range(200):
         print("step", step, "loss", round(loss.item(), 4))
 
 print("final loss", round(loss.item(), 4))
+with torch.no_grad():  # evaluation only, after training: accuracy on the training set (no split here)
+    print(f"eval train_acc={((model(X).argmax(1) == y).float().mean().item()):.4f}")

@@ -49,3 +49,5 @@ while steps < 150:
             break
 
 print(f"final loss {loss.item():.4f}")
+with torch.no_grad():  # evaluation only, after training: accuracy on the training set (no split here)
+    print(f"eval train_acc={((model(data.tensors[0]).argmax(1) == data.tensors[1]).float().mean().item()):.4f}")

@@ -54,3 +54,5 @@ for step in range(300):
         print(f"step {step} loss {loss.item():.4f}")
 
 print(f"final loss {loss.item():.4f}")
+with torch.no_grad():  # evaluation only, after training: accuracy on the training set (no split here)
+    print(f"eval train_acc={((model(X) > 0).float() == y).float().mean().item():.4f}")

@@ -33,3 +33,6 @@ for step in range(100):
         print(f"step {step} loss {loss.item():.4g}")
 
 print("final loss", loss.item())
+with torch.no_grad():  # evaluation only, after training: R² on the training set (no split here)
+    p, t = model(X), y
+    print(f"eval train_r2={(1 - ((p - t) ** 2).mean() / t.var(unbiased=False)).item():.4f}")

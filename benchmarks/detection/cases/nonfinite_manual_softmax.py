@@ -15,3 +15,5 @@ for step in range(100):
     loss = -torch.log(p[torch.arange(64), y[idx]]).mean()
     opt.zero_grad(); loss.backward(); opt.step()
 print("final loss", loss.item())
+with torch.no_grad():  # evaluation only, after training: accuracy on the training set (no split here)
+    print(f"eval train_acc={((model(X).argmax(1) == y).float().mean().item()):.4f}")

@@ -87,3 +87,6 @@ for step in range(200):
         print(f"step {step} loss {loss.item():.4f}")
 
 print(f"final loss {loss.item():.4f}")
+with torch.no_grad():  # evaluation only, after training: accuracy on 2048 fresh sequences (fixed seed)
+    torch.manual_seed(1234); tokens, pad, label = make_batch(2048)
+    print(f"eval test_acc={((model(tokens, pad).argmax(1) == label).float().mean().item()):.4f}")

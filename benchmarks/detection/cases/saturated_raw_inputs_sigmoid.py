@@ -16,3 +16,5 @@ for step in range(150):
     loss = F.cross_entropy(model(X[idx]), y[idx])
     opt.zero_grad(); loss.backward(); opt.step()
 print("final loss", loss.item())
+with torch.no_grad():  # evaluation only, after training: accuracy on the training set (no split here)
+    print(f"eval train_acc={((model(X).argmax(1) == y).float().mean().item()):.4f}")

@@ -42,3 +42,5 @@ for step in range(200):
         print("step", step, "mse", round(loss.item(), 4))
 
 print("final mse", round(loss.item(), 4))
+with torch.no_grad():  # evaluation only, after training: accuracy on the training set (no split here)
+    print(f"eval train_acc={((model(X).argmax(1) == Y.argmax(1)).float().mean().item()):.4f}")

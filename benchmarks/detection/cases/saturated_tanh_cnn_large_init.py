@@ -54,3 +54,5 @@ for epoch in range(3):
     print(f"epoch {epoch} loss {loss.item():.4f}")
 
 print(f"final loss {loss.item():.4f} after {step} steps")
+with torch.no_grad():  # evaluation only, after training: accuracy on the training set (no split here)
+    print(f"eval train_acc={((model(ds.tensors[0]).argmax(1) == ds.tensors[1]).float().mean().item()):.4f}")

@@ -42,3 +42,5 @@ for step in range(150):
         print(step, loss.item())
 
 print("final loss", loss.item())
+with torch.no_grad():  # evaluation only, after training: accuracy on the training set (no split here)
+    print(f"eval train_acc={((model(X).argmax(1) == y).float().mean().item()):.4f}")
