@@ -158,7 +158,7 @@ def _run_arm(name: str, arm: Arm, batches: Sequence, loss_fn: LossFn, steps: int
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / w))
     losses: list[float] = []
     with tempfile.TemporaryDirectory(prefix="gradwatch-trial-") as out:
-        with watch(model, opt, out=out, every=max(1, steps // 5), guard=arm.guard):
+        with watch(model, opt, out=out, every=max(1, steps // 5), stats_budget=None, guard=arm.guard):
             for i in range(steps):
                 x, y = batches[i % len(batches)]
                 loss = loss_fn(model(x), y)

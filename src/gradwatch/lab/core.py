@@ -175,9 +175,13 @@ class Context:
             yield lambda n=1: bar.advance(task, n)
 
     def watch(self, model: torch.nn.Module, opt: torch.optim.Optimizer | None, name: str, **kwargs: Any):
-        """``gradwatch.watch(model, opt, out=ctx.out/'runs'/name, **kwargs)``; read back with :meth:`load`."""
+        """``gradwatch.watch(model, opt, out=ctx.out/'runs'/name, **kwargs)``; read back with :meth:`load`.
+
+        The statistics come every ``every`` steps for the whole run (``stats_budget=None`` unless
+        given): a schedule timed on the machine would make the same seed give different numbers."""
         from gradwatch.watcher import watch
 
+        kwargs.setdefault("stats_budget", None)
         return watch(model, opt, out=self.run_dir(name), **kwargs)
 
     def run_dir(self, name: str) -> Path:

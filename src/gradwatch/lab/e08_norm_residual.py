@@ -154,9 +154,9 @@ def run(config: Config, ctx: Context) -> Result:
             order = batches(len(data.X_train), config.batch, ctx.generator(1))  # same batches for all
             cos_init = _cosine(copy.deepcopy(model).train(), data.X_test)  # batch statistics at init
             model.train()
-            # stats_budget=None: δ at every `every`-th step for the whole run, not spaced by measured cost,
-            # so "every measured step" is the same steps on every machine (same seed → same numbers)
-            with ctx.watch(model, opt, variant, every=config.every, stats_budget=None):
+            # ctx.watch keeps δ at every `every`-th step for the whole run (stats_budget=None), so
+            # "every measured step" is the same steps on every machine (same seed → same numbers)
+            with ctx.watch(model, opt, variant, every=config.every):
                 for _ in range(config.steps):
                     idx = next(order)
                     loss = F.cross_entropy(model(data.X_train[idx]), data.y_train[idx])

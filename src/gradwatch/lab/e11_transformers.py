@@ -216,7 +216,7 @@ def _train(ctx: Context, model: nn.Module, name: str, data, steps: int, lr: floa
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
     X, y = data.X_train.view(-1, 8, 8), data.y_train
     order = batches(len(X), batch, ctx.generator(1))  # same batches for every run
-    with ctx.watch(model, opt, name, every=every, stats_budget=None):  # fixed schedule: deterministic
+    with ctx.watch(model, opt, name, every=every):
         for _ in range(steps):
             idx = next(order)
             loss = nn.functional.cross_entropy(model(X[idx]), y[idx])
