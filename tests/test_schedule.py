@@ -54,19 +54,27 @@ def test_a_bad_budget_is_refused(tmp_path, bad):
         gw.watch(nn.Linear(2, 2), out=tmp_path, stats_budget=bad)
 
 
-def test_a_real_run_spaces_its_statistics_steps_by_their_cost(tmp_path, digits):
+def test_the_watcher_takes_its_statistics_on_the_steps_the_schedule_picks(tmp_path, digits, monkeypatch):
+    # the wiring, with the clock made exact: a statistics step costs two ordinary steps
+    real = StatsSchedule.observe
+
+    def observe(self, step, seconds):
+        assert seconds > 0
+        return real(self, step, 0.03 if self.is_stats(step) else 0.01)
+
+    monkeypatch.setattr(StatsSchedule, "observe", observe)
     X, y = digits
     torch.manual_seed(0)
-    model = nn.Sequential(*[m for _ in range(6) for m in (nn.Linear(64, 64), nn.ReLU())], nn.Linear(64, 10))
+    model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    with gw.watch(model, opt, out=tmp_path / "budget", every=2, stats_budget=0.01):
+    with gw.watch(model, opt, out=tmp_path / "budget", every=2, stats_budget=0.1):
         train(model, opt, X, y, 120)
-    stats = gw.load(tmp_path / "budget").steps.stats
-    taken = [int(t) for t in stats.index[stats.to_numpy(dtype=bool)]]
-    assert taken[:10] == list(range(0, 20, 2))  # the dense start
-    # a statistics step costs more than 2 % of an ordinary step here, so the budget spaces them out
-    assert len(taken) < 10 + (120 - 20) // 2
-    assert all(b - a > 2 for a, b in zip(taken[10:], taken[11:]))
+    run = gw.load(tmp_path / "budget")
+    # ten dense steps every 2, then every ceil(0.02 / (0.1 × 0.01)) = 20 steps
+    expected = list(range(0, 20, 2)) + list(range(38, 120, 20))
+    assert [int(t) for t in run.steps.index[run.steps.stats.to_numpy(dtype=bool)]] == expected
+    delta = run.series("delta")
+    assert [int(t) for t in delta.index[delta.notna().any(axis=1)]] == expected  # hooks armed on exactly those
     with gw.watch(model, opt, out=tmp_path / "fixed", every=2, stats_budget=None):
         train(model, opt, X, y, 40)
     assert gw.load(tmp_path / "fixed").steps.stats.tolist() == [t % 2 == 0 for t in range(40)]
