@@ -247,7 +247,7 @@ def split(models, steps, console):
         base, x, y, _ = MODELS[name]()
         tmp = tempfile.mkdtemp(prefix="gw-split-")
         plain, watched = Runner("unwatched", base, x, y, tmp), Runner("default", base, x, y, tmp)
-        w = gw.watch(watched.model, watched.opt, out=Path(tmp) / "run")
+        w = gw.watch(watched.model, watched.opt, out=Path(tmp) / "run", stats_budget=None)  # every 10th
         tu, ts, tn = [], [], []
         try:
             for i in range(steps):
