@@ -27,7 +27,7 @@ def test_after_the_dense_phase_the_gap_keeps_the_cost_within_the_budget(ordinary
     s = StatsSchedule(every=10, budget=budget, dense=3)
     taken = _drive(s, 3000, ordinary, stats)
     assert taken[:3] == [0, 10, 20]
-    gap = max(10, math.ceil((stats - ordinary) / (budget * ordinary)))
+    gap = max(10, math.ceil(round((stats / ordinary - 1) / budget, 6)))
     assert all(b - a == gap for a, b in zip(taken[3:], taken[4:]))
     # what the slow steps add, over the steady part of the run, is the budget (or less at the floor)
     steady = range(taken[3], taken[-1])
@@ -38,6 +38,18 @@ def test_after_the_dense_phase_the_gap_keeps_the_cost_within_the_budget(ordinary
 def test_no_budget_keeps_the_fixed_spacing_and_a_negative_first_step_shifts_the_phase():
     assert _drive(StatsSchedule(every=7, budget=None), 60, 0.01, 0.05) == list(range(0, 60, 7))
     assert _drive(StatsSchedule(every=5, first=-3, budget=None), 20, 0.01, 0.05) == [2, 7, 12, 17]
+
+
+def test_a_machine_that_slows_down_does_not_make_the_statistics_look_free():
+    # the load doubles every step's time for a while: the ratio, not the difference, is priced
+    s = StatsSchedule(every=10, budget=0.01, dense=2)
+    taken = []
+    for t in range(2000):
+        slow = 2.0 if 300 <= t < 1200 else 1.0
+        stat = s.is_stats(t)
+        taken.append(t) if stat else None
+        s.observe(t, slow * (0.03 if stat else 0.01))
+    assert all(b - a == 200 for a, b in zip(taken[2:], taken[3:]))
 
 
 def test_forced_steps_are_taken_and_not_counted_as_ordinary():
@@ -70,7 +82,7 @@ def test_the_watcher_takes_its_statistics_on_the_steps_the_schedule_picks(tmp_pa
     with gw.watch(model, opt, out=tmp_path / "budget", every=2, stats_budget=0.1):
         train(model, opt, X, y, 120)
     run = gw.load(tmp_path / "budget")
-    # ten dense steps every 2, then every ceil(0.02 / (0.1 × 0.01)) = 20 steps
+    # ten dense steps every 2, then every ceil((0.03 / 0.01 − 1) / 0.1) = 20 steps
     expected = list(range(0, 20, 2)) + list(range(38, 120, 20))
     assert [int(t) for t in run.steps.index[run.steps.stats.to_numpy(dtype=bool)]] == expected
     delta = run.series("delta")

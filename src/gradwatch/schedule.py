@@ -4,13 +4,15 @@ overhead budget allows.
 The per-step statistics (gradient norms, loss, learning rate) are one read of the gradients; the
 slow ones (δ at every module output, activation statistics, weight norms, identical units, the
 optimizer's update) cost about one to three ordinary steps on a CPU, so at a fixed ``every=10``
-they alone add 10–30 % to a run. The schedule therefore measures what it costs: the median
-duration of recent ordinary steps and the median extra time of recent statistics steps. After
-the first ``dense`` statistics steps at the fixed spacing (the start of a run, where most
-pathologies show and where short runs live), each next statistics step is placed so that the
-extra time stays within ``budget`` of the training time::
+they alone add 10–30 % to a run. The schedule therefore measures what they cost: each
+statistics step's duration relative to the median of the ordinary steps just before it (a
+ratio, so a machine that slows down for a while slows both alike), and the median of the last
+five such ratios. After the first ``dense`` statistics steps at the fixed spacing (the start of
+a run, where most pathologies show and where short runs live), each next statistics step is
+placed so that the extra time stays within ``budget`` of the training time::
 
-    gap = ceil(extra / (budget × ordinary)),  clamped to [every, max_gap]
+    extra = median(statistics step / ordinary step) − 1
+    gap = ceil(extra / budget),  clamped to [every, max_gap]
 
 A statistics step that costs two ordinary steps, under the default 1 % budget, comes every 200
 steps. ``budget=None`` keeps the fixed spacing for the whole run (and in distributed runs, where
@@ -69,8 +71,8 @@ class StatsSchedule:
         self.next_stats = first if first >= 0 else first + math.ceil(-first / every) * every
         self.done = 0  # scheduled statistics steps taken so far
         self.forced: set[int] = set()
-        self._ordinary: deque[float] = deque(maxlen=32)
-        self._extra: deque[float] = deque(maxlen=5)
+        self._ordinary: deque[float] = deque(maxlen=32)  # seconds of recent ordinary steps
+        self._extra: deque[float] = deque(maxlen=5)  # statistics step / ordinary step − 1
 
     def is_stats(self, step: int) -> bool:
         """Whether ``step`` gets the slow statistics."""
@@ -89,15 +91,14 @@ class StatsSchedule:
                 self._ordinary.append(seconds)
             return
         self.done += 1
-        if seconds > 0:
-            self._extra.append(seconds)
+        if seconds > 0 and len(self._ordinary) >= 3:
+            self._extra.append(seconds / statistics.median(self._ordinary) - 1)
         self.next_stats = step + self._gap()
 
     def _gap(self) -> int:
-        if self.budget is None or self.done < self.dense or len(self._ordinary) < 3 or not self._extra:
+        if self.budget is None or self.done < self.dense or not self._extra:
             return self.every
-        ordinary = statistics.median(self._ordinary)
-        extra = statistics.median(self._extra) - ordinary
-        if ordinary <= 0 or extra <= 0:
+        extra = statistics.median(self._extra)
+        if extra <= 0:  # the statistics cost nothing measurable
             return self.every
-        return int(min(self.max_gap, max(self.every, math.ceil(extra / (self.budget * ordinary)))))
+        return int(min(self.max_gap, max(self.every, math.ceil(round(extra / self.budget, 6)))))
