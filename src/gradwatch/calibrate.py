@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .guard import scale_lr
+from .lr_scale import scale_lr
 
 
 def measured_update_ratio(model: nn.Module, make_optimizer: Callable, lr: float, batches: Sequence,
@@ -236,8 +236,7 @@ class UpdateRatioController:
             else:
                 factor = 1.0
             if factor != 1.0:
-                for g in self.optimizer.param_groups:
-                    scale_lr(g, factor)
+                scale_lr(self.optimizer, factor)
         self.t += 1
         return result
 

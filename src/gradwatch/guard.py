@@ -37,6 +37,8 @@ from typing import Callable
 
 import torch
 
+from .lr_scale import GROUP_RATES, scale_lr
+
 
 @dataclass
 class _Snapshot:
@@ -126,8 +128,7 @@ class Guard:
             if self.bad_in_a_row >= self.max_bad and self._snapshot is not None:
                 self._restore(self._snapshot, params, optimizers)
                 for opt in optimizers:
-                    for g in opt.param_groups:
-                        scale_lr(g, self.lr_factor)
+                    scale_lr(opt, self.lr_factor)
                 self.rollbacks += 1
                 self.bad_in_a_row = 0
                 record("guard_rollback", {"step": step, "to_step": self._snapshot.step, "lr_factor": self.lr_factor})
@@ -149,27 +150,8 @@ class Guard:
         for p, saved in zip(params, snap.params):
             p.copy_(saved)
         for o, state in zip(optimizers, snap.optim):
-            lrs = [g["lr"] for g in o.param_groups]  # the rate is the guard's to keep, not the snapshot's
+            # the rates are the guard's to keep (cuts made since the snapshot), not the snapshot's
+            rates = [{k: g[k] for k in GROUP_RATES if k in g} for g in o.param_groups]
             o.load_state_dict(copy.deepcopy(state))
-            for g, lr in zip(o.param_groups, lrs):
-                g["lr"] = lr
-
-
-def scale_lr(group: dict, factor: float) -> None:
-    """Multiply a param group's learning rate by ``factor``, in place: a tensor rate stays a
-    tensor (capturable/fused optimizers), and ``initial_lr`` follows so that an LR scheduler
-    built on it keeps the change.
-
-    Example:
-        >>> import torch
-        >>> opt = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1)
-        >>> scale_lr(opt.param_groups[0], 0.5)
-        >>> opt.param_groups[0]["lr"]
-        0.05
-    """
-    if isinstance(group["lr"], torch.Tensor):
-        group["lr"].mul_(factor)
-    else:
-        group["lr"] *= factor
-    if "initial_lr" in group:  # so LR schedulers built on initial_lr keep the cut
-        group["initial_lr"] *= factor
+            for g, r in zip(o.param_groups, rates):
+                g.update(r)

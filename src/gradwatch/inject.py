@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .guard import scale_lr
+from .lr_scale import scale_lr
 
 #: remedies that can act on a running script, and where they act
 MODEL_REMEDIES = ("use_he_init", "break_symmetry", "critical_init", "orthogonal_init", "zero_bias_init",
@@ -172,8 +172,7 @@ class StepRemedy:
                     elif self.remedy == "increase_lr" and r * factor < self.band[0]:
                         factor = self.aim[self.remedy] / r
                 self.factor = factor
-                for g in optimizer.param_groups:
-                    scale_lr(g, factor)
+                scale_lr(optimizer, factor)
         if self.remedy == "clip_grad_norm":
             params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
             torch.nn.utils.clip_grad_norm_(params, self.clip)
