@@ -81,6 +81,20 @@ def test_missing_script_is_a_one_line_error(tmp_path):
     assert "no such script" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_a_bad_stats_budget_is_a_one_line_error_and_zero_keeps_the_fixed_spacing(tmp_path):
+    train = script(tmp_path, TRAIN)
+    r = run(["run", "--stats-budget", "1.5", str(train), "5", "0"], tmp_path)
+    assert r.returncode == 2 and "--stats-budget" in r.stderr and "Traceback" not in r.stderr
+    r = run(["run", "--stats-budget", "0", "--every", "3", "--out", "fixed", str(train), "140", "0"], tmp_path)
+    assert r.returncode in (0, 3), r.stderr
+    from gradwatch.record import load
+
+    run_ = load(tmp_path / "fixed")
+    assert run_.meta["config"]["stats_budget"] is None
+    # AutoWatch's first statistics step is step 1 (step 0 runs before the watcher exists)
+    assert run_.steps.stats.tolist() == [t >= 1 and (t - 1) % 3 == 0 for t in range(140)]
+
+
 def test_diagnose_of_a_missing_run_is_a_one_line_error(tmp_path):
     r = run(["diagnose", str(tmp_path / "missing")], tmp_path)
     assert r.returncode == 2 and "no gradwatch run" in r.stderr and "Traceback" not in r.stderr
