@@ -195,3 +195,48 @@ def critical_sigma_w2(activation: Activation, sigma_b2: float = 0.0) -> float:
         1.0
     """
     return critical_point(activation, sigma_b2)[0]
+
+
+def critical_for_q(activation: Activation, q_star: float) -> tuple[float, float]:
+    """``(σ_w², σ_b²)`` that put the variance map's fixed point at ``q_star`` with χ₁ = 1.
+
+    Both mean-field equations solved for the variances instead of for q*:
+    σ_w² = 1 / E[φ′(√q* z)²] (χ₁ = 1) and σ_b² = q* − σ_w²·E[φ(√q* z)²] (q* is a fixed point).
+    Pennington, Schoenholz & Ganguli 2017 ("Resurrecting the sigmoid in deep learning through
+    dynamical isometry") choose q* this way: for an orthogonal network at χ₁ = 1 the variance of
+    the input–output Jacobian's squared singular values is L·(μ₂/μ₁² − 1), μ_k = E[φ′(√q* z)^{2k}],
+    which for tanh is ≈ 8·L·q*², so a small q* keeps the spectrum concentrated at depth L while
+    the signal no longer decays to zero (Xiao et al. 2018 do the same for 10,000-layer CNNs).
+    For tanh σ_b² ≈ (4/3)·q*³ at small q*, so the biases are tiny.
+
+    Args:
+        activation: a ``torch.nn.functional`` name, an ``nn.Module`` or a tensor function.
+        q_star: the target pre-activation variance (> 0).
+
+    Returns:
+        ``(σ_w², σ_b²)``: weights orthogonal with gain √σ_w² (or N(0, σ_w²/fan_in)), biases N(0, σ_b²).
+
+    Raises:
+        ValueError: ``q_star`` not positive, φ′ vanishing, or q* not reachable at χ₁ = 1 for this
+            activation (σ_b² would be negative: sigmoid, whose mean φ(0) = ½ alone gives
+            σ_w²·E[φ²] > q*).
+
+    Example:
+        >>> sw2, sb2 = critical_for_q("tanh", 0.5)
+        >>> round(sw2, 3), round(sb2, 4)
+        (1.688, 0.038)
+        >>> round(fixed_point_q("tanh", sw2, sb2), 6), round(chi1("tanh", sw2, sb2), 6)
+        (0.5, 1.0)
+    """
+    if not (isinstance(q_star, (int, float)) and math.isfinite(q_star) and q_star > 0):
+        raise ValueError(f"q_star must be a positive number, got {q_star!r}")
+    m2, d2 = gaussian_moments(activation, torch.tensor([float(q_star)], dtype=torch.float64))
+    if not float(d2[0]) > 0:
+        raise ValueError("the activation's derivative vanishes at this variance; no critical point exists")
+    sigma_w2 = 1.0 / float(d2[0])
+    sigma_b2 = float(q_star) - sigma_w2 * float(m2[0])
+    if sigma_b2 < -1e-12 * max(1.0, float(q_star)):
+        name = activation if isinstance(activation, str) else type(activation).__name__
+        raise ValueError(f"q_star={q_star} is not reachable at χ₁ = 1 for {name}: it needs sigma_b2={sigma_b2:.3g} < 0; "
+                         "pick another q_star or use critical_point(activation, sigma_b2)")
+    return sigma_w2, max(sigma_b2, 0.0)

@@ -15,7 +15,8 @@ Policies (options in brackets):
     lsuv                       orthogonal, then each layer rescaled to unit output variance
                                on a batch (Mishkin & Matas 2016)          [data, tol, max_iter]
     critical                   orthogonal at χ₁ = 1 for the activation in use (Schoenholz et
-                               al. 2017)                                  [sigma_b2, activation]
+                               al. 2017); or give the fixed point q* instead of σ_b²
+                               (Pennington et al. 2017)      [sigma_b2 or q_star, activation]
     fixup                      residual nets without normalisation (Zhang et al. 2019) [branches]
     rezero                     wrap same-shape blocks as x + α·f(x), α = 0 (Bachlechner et al. 2020)
     auto                       per layer, from the activation that follows it: He for ReLU-like
@@ -44,7 +45,7 @@ import torch
 from torch import nn
 
 from . import rules as R
-from .critical import activation_fn, critical_point, critical_sigma_w2  # noqa: F401  (public here)
+from .critical import activation_fn, critical_for_q, critical_point, critical_sigma_w2  # noqa: F401  (public here)
 from .init_report import InitEntry, InitReport
 from .layers import WEIGHT_LAYERS, final_layer, following_activation, following_modules  # noqa: F401
 from .lsuv import lsuv_rescale
@@ -58,7 +59,7 @@ OPTIONS: dict[str, set[str]] = {
     "xavier_normal": {"gain"}, "xavier_uniform": {"gain"},
     "he_normal": {"a", "mode", "nonlinearity"}, "he_uniform": {"a", "mode", "nonlinearity"},
     "orthogonal": {"gain"}, "delta_orthogonal": {"gain"},
-    "lsuv": {"data", "tol", "max_iter"}, "critical": {"sigma_b2", "activation"},
+    "lsuv": {"data", "tol", "max_iter"}, "critical": {"sigma_b2", "q_star", "activation"},
     "fixup": {"branches"}, "rezero": set(), "auto": set(),
 }
 POLICIES = tuple(OPTIONS)
@@ -123,11 +124,40 @@ def apply(model: nn.Module, policy: str = "auto", **kw: Any) -> InitReport:
         forced = kw.get("activation")
         if forced is not None:
             forced_mod = forced if isinstance(forced, nn.Module) else _ActFromName(forced)
+        if kw.get("q_star") is not None:
+            return _critical_q_star(model, report, kw, forced_mod if forced is not None else None, gen, only)
         rule = lambda n, m, a: R.critical_rule(forced_mod if forced is not None else a, sigma_b2, gen)  # noqa: E731
         bias = kw.get("bias", ("normal", math.sqrt(sigma_b2)) if sigma_b2 > 0 else 0.0)
         _walk(model, report, rule, gen, bias, policy, sigma_b2=sigma_b2, only=only)
         return report
     _walk(model, report, _simple_rule(policy, kw, gen), gen, bias, policy, only=only)
+    return report
+
+
+def _critical_q_star(model: nn.Module, report: InitReport, kw: dict, forced, gen, only) -> InitReport:
+    """``critical`` with a target fixed point q*: (σ_w², σ_b²) from :func:`critical_for_q` for the
+    one activation of the model (Pennington et al. 2017); a linear read-out keeps σ_w² = 1."""
+    if "sigma_b2" in kw:
+        raise ValueError("policy 'critical' takes q_star or sigma_b2, not both; drop one")
+    q_star = float(kw["q_star"])
+    acts = [forced] if forced is not None else [a for a in following_modules(model).values() if a is not None]
+    kinds = sorted({repr(a) for a in acts})
+    if len(kinds) != 1:
+        raise ValueError(f"q_star needs one activation after the weight layers, found {kinds or 'none'}; "
+                         "pass activation='tanh' (or the one to solve for)")
+    sigma_w2, sigma_b2 = critical_for_q(acts[0], q_star)
+    sigma_w = math.sqrt(sigma_w2)
+
+    def rule(w: torch.Tensor) -> str:
+        gain = sigma_w * math.sqrt(max(1.0, w.shape[0] / w.shape[1]))
+        R.orthogonal_rule(gain, gen, delta=True)(w)
+        kind = "delta_orthogonal_" if w.dim() >= 3 else "orthogonal_"
+        return f"{kind}(gain={gain:.4g})  # σ_w²={sigma_w2:.4g}, χ₁=1 at q*={q_star:.4g}"
+
+    layer_rule = lambda n, m, a: rule if (forced is not None or a is not None) \
+        else R.critical_rule(None, sigma_b2, gen)  # noqa: E731
+    bias = kw.get("bias", ("normal", math.sqrt(sigma_b2)) if sigma_b2 > 0 else 0.0)
+    _walk(model, report, layer_rule, gen, bias, "critical", sigma_b2=sigma_b2, only=only)
     return report
 
 
