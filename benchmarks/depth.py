@@ -11,11 +11,18 @@ in its deep layers (q_ℓ ≈ 1/2ℓ) and SGD gives those layers — the read-ou
 
     python benchmarks/depth.py                                   # depths 10, 100, 1000
     python benchmarks/depth.py --depths 3000 --inits critical --budget 600
+    python benchmarks/depth.py --depths 3000 --inits critical --qstar auto
+
+``--qstar`` moves the critical init off σ_b = 0 (where the tanh signal variance decays as 1/(2ℓ))
+to a non-zero fixed point q* at χ₁ = 1 (``gw.init.apply(model, "critical", q_star=...)``);
+``auto`` picks the largest q* whose predicted Jacobian spread, depth·(μ₂/μ₁² − 1), is at most 1
+(Pennington et al. 2017), q* ≈ 1/√(8·depth): see :func:`q_star_for`.
 
 Each run stops at ``--stop-at`` test accuracy (checked every 25 steps), at ``--max-steps`` or at
 its wall-clock budget (He and Xavier get ``--baseline-budget``, 60 s: at depth ≥ 100 they are at or near chance).
 Threads default to 1: on a shared 2-core machine two OpenMP threads that spin-wait for each
-other were 25× slower per step than one. Prints the table and writes ``depth-results.json``.
+other were 25× slower per step than one. Prints the table and merges its rows into ``--out``
+(a row replaces the one with the same depth, init and q* rule).
 """
 
 from __future__ import annotations
@@ -49,6 +56,36 @@ def plain_tanh(depth: int, width: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def spread_per_layer(q: float) -> float:
+    """μ₂/μ₁² − 1 for tanh at variance q, μ_k = E[φ′(√q z)^{2k}]: what one orthogonal layer at χ₁ = 1
+    adds to the variance of the squared singular values of the input–output Jacobian (Pennington,
+    Schoenholz & Ganguli 2017: σ²_JJᵀ = L·(μ₂/μ₁² − 1 − s₁), s₁ = 0 for orthogonal weights)."""
+    import numpy as np
+
+    z, w = np.polynomial.hermite_e.hermegauss(201)
+    d = (1.0 - np.tanh(math.sqrt(q) * z) ** 2) ** 2
+    m1, m2 = float((d * w).sum() / w.sum()), float((d * d * w).sum() / w.sum())
+    return m2 / m1 ** 2 - 1.0
+
+
+def q_star_for(depth: int, rule: str) -> float | None:
+    """The fixed point q* for ``--qstar``: ``none`` (σ_b = 0, no fixed point above 0), a number,
+    ``C/L`` (q* = C/depth), or ``auto``: the q* at which the predicted spread depth·(μ₂/μ₁² − 1)
+    of the Jacobian's squared singular values is 1, i.e. their standard deviation equals their mean
+    (χ₁ = 1 keeps the mean at 1). For tanh μ₂/μ₁² − 1 = 8q*² + O(q*³), so q* ≈ 1/√(8·depth)."""
+    if rule == "none":
+        return None
+    if rule.endswith("/L"):
+        return float(rule[:-2]) / depth
+    if rule != "auto":
+        return float(rule)
+    lo, hi = 1e-9, 10.0
+    for _ in range(100):  # the spread grows with q*: bisect in log q
+        mid = math.sqrt(lo * hi)
+        lo, hi = (mid, hi) if depth * spread_per_layer(mid) < 1.0 else (lo, mid)
+    return math.sqrt(lo * hi)
+
+
 def train_one(depth, init, a, d) -> dict:
     import gradwatch as gw
     from gradwatch.calibrate import UpdateRatioController
@@ -56,12 +93,17 @@ def train_one(depth, init, a, d) -> dict:
     Xtr, ytr, Xte, yte = d
     torch.manual_seed(a.seed)
     model = plain_tanh(depth, a.width)
-    gw.init.apply(model, {"critical": "critical", "he": "he_normal", "xavier": "xavier_normal"}[init])
+    q_star = q_star_for(depth, a.qstar) if init == "critical" else None
+    kw = {"q_star": q_star} if q_star is not None else {}
+    gw.init.apply(model, {"critical": "critical", "he": "he_normal", "xavier": "xavier_normal"}[init], **kw)
+    with torch.no_grad():  # the read-out's input, at initialisation: std of the last pre-activation
+        pre_std = float(model[:-2](Xtr[:256]).std())
     opt = torch.optim.Adam(model.parameters(), lr=a.lr0)
     ctl = UpdateRatioController(opt, a.step, every=10, settle=10, probe=(model, Xtr[:256]))
     gen = torch.Generator().manual_seed(a.seed)
     budget = a.baseline_budget if init != "critical" else a.budget
-    row = {"depth": depth, "init": init, "width": a.width, "batch": a.batch, "budget_s": budget,
+    row = {"depth": depth, "init": init, "qstar": a.qstar if init == "critical" else "none", "q_star": q_star,
+           "last_preact_std_init": round(pre_std, 5), "width": a.width, "batch": a.batch, "budget_s": budget,
            "reached": {}, "curve": []}
     t0 = time.perf_counter()
     s, acc, loss = 0, 0.0, float("nan")
@@ -91,6 +133,21 @@ def train_one(depth, init, a, d) -> dict:
     return row
 
 
+def save(path: str, row: dict) -> None:
+    """Merge ``row`` into the JSON list at ``path``: it replaces the row with the same depth, init and
+    q* rule (rows from before ``--qstar`` count as ``none``); every other row is kept."""
+    try:
+        with open(path) as f:
+            rows = json.load(f)
+    except (FileNotFoundError, json.JSONDecodeError):
+        rows = []
+    key = lambda r: (r["depth"], r["init"], r.get("qstar", "none"))  # noqa: E731
+    rows = [r for r in rows if key(r) != key(row)] + [row]
+    rows.sort(key=lambda r: (r["depth"], r["init"] != "critical", r["init"], r.get("qstar", "none")))
+    with open(path, "w") as f:
+        json.dump(rows, f, indent=1)
+
+
 def main() -> None:
     from rich.console import Console
     from rich.table import Table
@@ -106,6 +163,9 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=300.0, help="wall-clock seconds per run")
     ap.add_argument("--baseline-budget", type=float, default=60.0, help="wall-clock seconds per He/Xavier run")
     ap.add_argument("--stop-at", type=float, default=0.95, help="stop once test accuracy reaches this")
+    ap.add_argument("--qstar", default="none",
+                    help="critical init's fixed point q*: none (σ_b = 0), auto (depth·(μ₂/μ₁²−1) = 1, "
+                         "q* ≈ 1/√(8·depth)), C/L, or a number")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="depth-results.json")
@@ -118,20 +178,20 @@ def main() -> None:
         for init in a.inits.split(","):
             r = train_one(depth, init, a, d)
             rows.append(r)
-            console.print(f"depth {depth:>5} {init:>8}: acc {r['test_accuracy']:.1%} after {r['steps']} steps, "
-                          f"{r['seconds']:.0f} s ({r['s_per_step']:.3f} s/step), reached {r['reached']}",
-                          highlight=False)
-            with open(a.out, "w") as f:
-                json.dump(rows, f, indent=1)
+            console.print(f"depth {depth:>5} {init:>8} q*={r['qstar']}: acc {r['test_accuracy']:.1%} after "
+                          f"{r['steps']} steps, {r['seconds']:.0f} s ({r['s_per_step']:.3f} s/step), "
+                          f"reached {r['reached']}", highlight=False)
+            save(a.out, r)
     t = Table(title=f"plain tanh MLP, width {a.width}, digits, Adam, batch {a.batch}; rate kept at "
                     f"{a.step:g} output change per step by the controller; {a.threads} thread(s), shared CPU")
-    for c in ("depth", "init", "test acc", "steps", "seconds", "s/step", "90% at step (s)", "95% at step (s)",
-              "final lr"):
+    for c in ("depth", "init", "q* rule", "q*", "test acc", "steps", "seconds", "s/step", "90% at step (s)",
+              "95% at step (s)", "final lr"):
         t.add_column(c, justify="right")
     for r in rows:
         at = lambda k: (f"{r['reached'][k]['step']} ({r['reached'][k]['seconds']:.0f})"  # noqa: E731
                         if k in r["reached"] else "-")
-        t.add_row(str(r["depth"]), r["init"], f"{r['test_accuracy']:.1%}", str(r["steps"]), f"{r['seconds']:.0f}",
+        t.add_row(str(r["depth"]), r["init"], r["qstar"], f"{r['q_star']:.2g}" if r["q_star"] else "-",
+                  f"{r['test_accuracy']:.1%}", str(r["steps"]), f"{r['seconds']:.0f}",
                   f"{r['s_per_step']:.3f}", at("0.9"), at("0.95"), f"{r['lr_final']:.2g}")
     console.print(t)
 
