@@ -81,41 +81,92 @@ def run_metric(cmd: list[str], timeout: float = 1800) -> dict:
     return {"metric": name, "value": value, "exit": proc.returncode, "seconds": time.perf_counter() - t}
 
 
-def measure_reach(case, twin: Path, best: str | None, out: Path, tol: float) -> dict:
-    """The twin's metric, the case's unchanged and with ``best`` injected for its whole length, and
-    whether the remedied case reached the twin: ``>= twin - tol`` within 1.5x the twin's steps.
+SEED_RE = re.compile(r"torch\.manual_seed\(\d+\)")
 
-    The twin runs twice: plainly (its metric) and under ``gradwatch run`` (its step count and the
+
+def seeded(script: Path, k: int, folder: Path) -> Path:
+    """Seed 0: the script itself. Seed k > 0: a copy in ``folder`` whose first
+    ``torch.manual_seed(..)`` call (the script's own, at the top) is ``torch.manual_seed(100 + k)``."""
+    if k == 0:
+        return Path(script)
+    src = Path(script).read_text()
+    if not SEED_RE.search(src):
+        raise ValueError(f"{script} never calls torch.manual_seed(N); cannot vary its seed")
+    folder.mkdir(parents=True, exist_ok=True)
+    copy = folder / f"{Path(script).stem}_seed{100 + k}.py"
+    copy.write_text(SEED_RE.sub(f"torch.manual_seed({100 + k})", src, count=1))
+    return copy
+
+
+def _mean(values: list) -> float | None:
+    """Mean over seeds; NaN when any seed crashed or ended non-finite (it counts as failed)."""
+    if not values:
+        return None
+    if any(v is None or not math.isfinite(v) for v in values):
+        return float("nan")
+    return sum(values) / len(values)
+
+
+def measure_reach(case, twin: Path, best: str | None, out: Path, tol: float, seeds: int = 3) -> dict:
+    """The twin's metric, the case's unchanged and with ``best`` injected for its whole length, each
+    averaged over ``seeds`` seeds, and whether the remedied case reached the twin: mean ``>= twin's
+    mean - tol`` within 1.5x the twin's steps.
+
+    Seed 0 runs each script as it is; seed k > 0 a copy with the script's own seed replaced
+    (:func:`seeded`). The twin also runs once under ``gradwatch run`` (its step count and the
     diagnosis' verdict on it); the remedied case runs under ``gradwatch run --remedy`` (its metric
-    and recorded step count); the unchanged case runs plainly.
+    and recorded step count); the twin and the unchanged case run plainly.
     """
-    row: dict = {"tol": tol}
+    row: dict = {"tol": tol, "seeds": seeds}
     if not twin.exists():
         row["twin_error"] = f"no twin at {twin}"
         return row
-    tw = run_metric([sys.executable, str(twin)])
+    sdir = out / case.name / "seeds"
+    tw = [run_metric([sys.executable, str(seeded(twin, k, sdir / "twin"))]) for k in range(seeds)]
+    plain = [run_metric([sys.executable, str(seeded(Path(case.path), k, sdir / "case"))]) for k in range(seeds)]
     tdir = out / case.name / "twin"
     watched = run_metric([sys.executable, "-m", "gradwatch.cli", "run", "--out", str(tdir), "--json",
                           str(tdir) + ".json", str(twin)])
-    plain = run_metric([sys.executable, case.path])
-    row.update(metric=tw["metric"], twin_metric=tw["value"], twin_exit=tw["exit"],
+    row.update(metric=tw[0]["metric"], twin_metrics=[r["value"] for r in tw], twin_exits=[r["exit"] for r in tw],
                twin_metric_watched=watched["value"], twin_steps=_steps(tdir),
-               case_metric=plain["value"], case_exit=plain["exit"])
+               case_metrics=[r["value"] for r in plain], case_exits=[r["exit"] for r in plain])
+    row["twin_metric"], row["case_metric"] = _mean(row["twin_metrics"]), _mean(row["case_metrics"])
     try:
         row["twin_verdict"] = json.loads(Path(str(tdir) + ".json").read_text())["verdict"]
     except (OSError, ValueError, KeyError):
         row["twin_verdict"] = None
+    tv = row["twin_metric"]
+    row["case_at_twin"] = bool(_finite(tv) and _finite(row["case_metric"]) and row["case_metric"] >= tv - tol)
     if best is None:
         return row
-    rdir = out / case.name / f"full-{best}"
-    rem = run_metric([sys.executable, "-m", "gradwatch.cli", "run", "--remedy", best, "--out", str(rdir),
-                      "--json", str(rdir) + ".json", case.path])
-    row.update(remedied_metric=rem["value"], remedied_exit=rem["exit"], remedied_steps=_steps(rdir))
-    tv, rv, ts, rs = tw["value"], rem["value"], row["twin_steps"], row["remedied_steps"]
+    rem, steps = [], []
+    for k in range(seeds):
+        rdir = out / case.name / f"full-{best}-seed{k}"
+        rem.append(run_metric([sys.executable, "-m", "gradwatch.cli", "run", "--remedy", best, "--out", str(rdir),
+                               "--json", str(rdir) + ".json", str(seeded(Path(case.path), k, sdir / "case"))]))
+        steps.append(_steps(rdir))
+    row.update(remedied_metrics=[r["value"] for r in rem], remedied_exits=[r["exit"] for r in rem],
+               remedied_steps_per_seed=steps, remedied_steps=max((s for s in steps if s), default=None))
+    row["remedied_metric"] = rv = _mean(row["remedied_metrics"])
+    ts, rs = row["twin_steps"], row["remedied_steps"]
     row["within_steps"] = bool(ts and rs and rs <= 1.5 * ts)
     row["reached"] = bool(_finite(tv) and _finite(rv) and rv >= tv - tol and row["within_steps"])
-    row["case_at_twin"] = bool(_finite(tv) and _finite(plain["value"]) and plain["value"] >= tv - tol)
     return row
+
+
+def _seeds_cell(values, exits, sd: bool = True) -> str:
+    """A table cell for per-seed metrics: mean (± sd), or what went wrong."""
+    if not values:
+        return "-"
+    crashed = [e for v, e in zip(values, exits or [0] * len(values)) if v is None]
+    if crashed:
+        return f"crash {len(crashed)}/{len(values)} (exit {crashed[0]})"
+    if not all(math.isfinite(v) for v in values):
+        return f"non-finite {sum(not math.isfinite(v) for v in values)}/{len(values)}"
+    m = sum(values) / len(values)
+    if not sd or len(values) < 2:
+        return f"{m:.3f}"
+    return f"{m:.3f} ± {(sum((v - m) ** 2 for v in values) / len(values)) ** 0.5:.3f}"
 
 
 def _finite(v) -> bool:
@@ -169,7 +220,8 @@ def trial_case(case, out: Path, trial_steps: int) -> dict:
     return row
 
 
-def repair_case(case, out: Path, trial_steps: int, twins: Path, tol: float, reuse: dict | None = None) -> dict:
+def repair_case(case, out: Path, trial_steps: int, twins: Path, tol: float, reuse: dict | None = None,
+                seeds: int = 3) -> dict:
     """One row: the trial (run now, or ``reuse``d from an earlier result), the guard for NaN
     cases, and the twin comparison."""
     t0 = time.perf_counter()
@@ -177,8 +229,11 @@ def repair_case(case, out: Path, trial_steps: int, twins: Path, tol: float, reus
     if reuse is not None and reuse.get("best"):
         row.update({k: reuse[k] for k in TRIAL_KEYS if k in reuse})
         row["trial_reused"] = True
+        if "trial_seconds" in reuse or "seconds" in reuse:
+            row["trial_seconds"] = reuse.get("trial_seconds", reuse.get("seconds"))
     else:
         row.update(trial_case(case, out, trial_steps))
+        row["trial_seconds"] = time.perf_counter() - t0
     if "nonfinite" in (case.expect or []):
         g = out / case.name / "guarded"
         proc = gradwatch("run", "--guard", "--out", str(g), "--json", str(g) + ".json", case.path)
@@ -187,7 +242,7 @@ def repair_case(case, out: Path, trial_steps: int, twins: Path, tol: float, reus
             row.update(guarded_end(g))
         except Exception as e:  # noqa: BLE001 - reported in the table
             row["guard_final_loss"], row["guard_finite"] = f"error: {e}", False
-    row.update(measure_reach(case, twins / f"{case.name}.py", row.get("best"), out, tol))
+    row.update(measure_reach(case, twins / f"{case.name}.py", row.get("best"), out, tol, seeds))
     row["seconds"] = time.perf_counter() - t0
     return row
 
@@ -216,6 +271,8 @@ def main() -> None:
                          "only for cases it lacks. Twins, full remedied runs and guards always re-run.")
     ap.add_argument("--twins", default=str(HERE / "repair_twins"), help="folder of the healthy twins")
     ap.add_argument("--tol", type=float, default=TOL, help="metric tolerance for 'reached' (absolute)")
+    ap.add_argument("--seeds", type=int, default=3,
+                    help="seeds per script for the twin comparison (seed 0 = the script as written)")
     ap.add_argument("--jobs", type=int, default=1, help="cases run at once (each is a chain of processes)")
     a = ap.parse_args()
     cases = [c for c in find_cases([HERE / "detection" / "cases"], a.cases) if c.expect]
@@ -228,7 +285,7 @@ def main() -> None:
     def one(ic):
         i, case = ic
         console.print(f"[{i}/{len(cases)}] {case.name}", highlight=False)
-        return repair_case(case, Path(a.out), a.trial_steps, Path(a.twins), a.tol, reuse.get(case.name))
+        return repair_case(case, Path(a.out), a.trial_steps, Path(a.twins), a.tol, reuse.get(case.name), a.seeds)
 
     with ThreadPoolExecutor(max(1, a.jobs)) as pool:
         rows = list(pool.map(one, enumerate(cases, 1)))
@@ -255,16 +312,16 @@ def main() -> None:
                   str(r.get("rule_first") or "-"), "yes" if r.get("trial_first_choice") else "no",
                   guard, f"{r.get('seconds', 0):.0f}")
     console.print(t)
-    t2 = Table(title=f"reach: each script run in full (N steps); healthy twin vs case unchanged vs case with the "
-                     f"trial's best remedy injected; reached = remedied >= twin - {a.tol:g}")
-    for c in ("case", "metric", "N (twin)", "twin", "case", "case + best remedy", "remedy", "steps run",
-              "reached", "twin verdict"):
+    t2 = Table(title=f"reach: each script run in full (N steps), mean over {a.seeds} seed(s); healthy twin vs case "
+                     f"unchanged vs case with the trial's best remedy injected; reached = remedied >= twin - {a.tol:g}")
+    for c in ("case", "metric", "N (twin)", "twin (± sd)", "case", "case + best remedy (± sd)", "remedy",
+              "steps run", "reached", "twin verdict"):
         t2.add_column(c, overflow="fold")
     for r in rows:
-        crash = lambda v, e: m(v) if v is not None else f"crash (exit {e})"  # noqa: E731
         t2.add_row(r["case"], str(r.get("metric") or r.get("twin_error", "-")), f(r.get("twin_steps")),
-                   m(r.get("twin_metric")), crash(r.get("case_metric"), r.get("case_exit")),
-                   crash(r.get("remedied_metric"), r.get("remedied_exit")) if r.get("best") else "-",
+                   _seeds_cell(r.get("twin_metrics"), r.get("twin_exits")),
+                   _seeds_cell(r.get("case_metrics"), r.get("case_exits"), sd=False),
+                   _seeds_cell(r.get("remedied_metrics"), r.get("remedied_exits")) if r.get("best") else "-",
                    str(r.get("best") or "-"), f(r.get("remedied_steps")),
                    "yes" if r.get("reached") else "no", str(r.get("twin_verdict") or "-"))
     console.print(t2)

@@ -3,9 +3,10 @@
 The case: A 2-layer tanh MLP regressing the digit's value (0..9) from raw pixels with MSE and
 SGD(lr=0.05). Same data, architecture and depth, batch size, number of steps, optimizer and loss as
 benchmarks/detection/cases/nonfinite_lr_diverge_regression.py, and the same final eval line.
-Changed: SGD lr 0.05 -> 1e-3, below 2/lambda_max of this loss on unscaled pixels (the case's rate is
-far above it and diverges geometrically into inf/NaN). The pixels stay unscaled (same data as the
-case).
+Changed: the pixels are scaled to 0..1 (/16, as every other digits script does); the SGD rate 0.05
+stays. The case's rate is above 2/lambda_max only because the unscaled pixels (0..16) make the
+curvature ~256x larger; scaled, lr 0.05 is stable. (Kept unscaled with lr 1e-3, the tanh layer stays
+74% saturated and the fit is no better: R^2 0.43 at seed 0.)
 """
 import torch
 import torch.nn as nn
@@ -15,11 +16,11 @@ torch.manual_seed(0)
 torch.set_num_threads(1)
 
 digits = load_digits()
-X = torch.tensor(digits.data, dtype=torch.float32)
+X = torch.tensor(digits.data, dtype=torch.float32) / 16.0
 y = torch.tensor(digits.target, dtype=torch.float32).unsqueeze(1)
 
 model = nn.Sequential(nn.Linear(64, 32), nn.Tanh(), nn.Linear(32, 1))
-opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+opt = torch.optim.SGD(model.parameters(), lr=0.05)
 
 for step in range(100):
     idx = torch.randint(0, len(X), (64,))
