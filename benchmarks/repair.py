@@ -253,50 +253,12 @@ def _better(after, before) -> bool:
     return math.isfinite(a) and a < b
 
 
-def main() -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
-    from rich.console import Console
+def report(rows: list[dict], console) -> None:
+    """Print the trial table, the twin table and the summary lines for a list of result rows."""
     from rich.table import Table
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cases", default=None, help="comma-separated name patterns")
-    ap.add_argument("--trial-steps", type=int, default=150)
-    ap.add_argument("--out", default="gradwatch-runs/repair")
-    ap.add_argument("--json", default="repair-results.json")
-    ap.add_argument("--update", action="store_true",
-                    help="re-run only --cases and replace their rows in an existing --json; print them all")
-    ap.add_argument("--trials-from", default=None, metavar="JSON",
-                    help="reuse each case's trial (best remedy, losses) from an earlier result; run trials "
-                         "only for cases it lacks. Twins, full remedied runs and guards always re-run.")
-    ap.add_argument("--twins", default=str(HERE / "repair_twins"), help="folder of the healthy twins")
-    ap.add_argument("--tol", type=float, default=TOL, help="metric tolerance for 'reached' (absolute)")
-    ap.add_argument("--seeds", type=int, default=3,
-                    help="seeds per script for the twin comparison (seed 0 = the script as written)")
-    ap.add_argument("--jobs", type=int, default=1, help="cases run at once (each is a chain of processes)")
-    a = ap.parse_args()
-    cases = [c for c in find_cases([HERE / "detection" / "cases"], a.cases) if c.expect]
-    reuse = {}
-    if a.trials_from:
-        reuse = {r["case"]: r for r in json.loads(Path(a.trials_from).read_text())}
-    console = Console(width=260)
-    t_start = time.perf_counter()
-
-    def one(ic):
-        i, case = ic
-        console.print(f"[{i}/{len(cases)}] {case.name}", highlight=False)
-        return repair_case(case, Path(a.out), a.trial_steps, Path(a.twins), a.tol, reuse.get(case.name), a.seeds)
-
-    with ThreadPoolExecutor(max(1, a.jobs)) as pool:
-        rows = list(pool.map(one, enumerate(cases, 1)))
-    wall = time.perf_counter() - t_start
-    if a.update and Path(a.json).exists():
-        new = {r["case"]: r for r in rows}
-        old = json.loads(Path(a.json).read_text())
-        rows = [new.pop(r["case"], r) for r in old] + list(new.values())
     f = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v if v is not None else "-")  # noqa: E731
-    m = lambda v: f"{v:.3f}" if isinstance(v, float) else "-"  # noqa: E731
-    ks = sorted({str(r["trial_steps"]) for r in rows if r.get("trial_steps")}) or [str(a.trial_steps)]
+    ks = sorted({str(r["trial_steps"]) for r in rows if r.get("trial_steps")}) or ["?"]
     t = Table(title=f"repair: loss after K={'/'.join(ks)} steps (or the script's own length if shorter), "
                     "script unchanged vs best injected remedy")
     for c in ("case", "before", "best remedy (trial)", "after", "improved", "expected kind still found",
@@ -312,8 +274,10 @@ def main() -> None:
                   str(r.get("rule_first") or "-"), "yes" if r.get("trial_first_choice") else "no",
                   guard, f"{r.get('seconds', 0):.0f}")
     console.print(t)
-    t2 = Table(title=f"reach: each script run in full (N steps), mean over {a.seeds} seed(s); healthy twin vs case "
-                     f"unchanged vs case with the trial's best remedy injected; reached = remedied >= twin - {a.tol:g}")
+    tol = next((r["tol"] for r in rows if "tol" in r), TOL)
+    seeds = next((r["seeds"] for r in rows if "seeds" in r), 1)
+    t2 = Table(title=f"reach: each script run in full (N steps), mean over {seeds} seed(s); healthy twin vs case "
+                     f"unchanged vs case with the trial's best remedy injected; reached = remedied >= twin - {tol:g}")
     for c in ("case", "metric", "N (twin)", "twin (± sd)", "case", "case + best remedy (± sd)", "remedy",
               "steps run", "reached", "twin verdict"):
         t2.add_column(c, overflow="fold")
@@ -333,11 +297,63 @@ def main() -> None:
     console.print(f"trial's best = rules' first choice: {first}/{sum('best' in r for r in rows)}")
     guarded = [r for r in rows if "guard_final_loss" in r]
     ok = sum(bool(r.get("guard_finite")) for r in guarded)
-    console.print(f"NaN cases whose run ends on a finite loss under --guard: {ok}/{len(guarded)}")
+    done = sum(bool(r.get("guard_finite")) and r.get("guard_exit") == 0 for r in guarded)
+    console.print(f"NaN cases whose run ends on a finite loss under --guard: {ok}/{len(guarded)} "
+                  f"(... and the script finishes, exit 0: {done}/{len(guarded)})")
     reached = sum(bool(r.get("reached")) for r in rows)
-    already = sum(bool(r.get("case_at_twin")) for r in rows)
-    console.print(f"reached the healthy twin's metric: {reached}/{len(rows)} (tolerance {a.tol:g}, at the script's "
-                  f"own N steps = the twin's; unremedied cases already there: {already}/{len(rows)})")
+    already = [r for r in rows if r.get("case_at_twin")]
+    console.print(f"reached the healthy twin's metric: {reached}/{len(rows)} (tolerance {tol:g}, mean of {seeds} "
+                  f"seed(s), at the script's own N steps = the twin's)")
+    console.print(f"... unremedied case already at the twin's metric: {len(already)}/{len(rows)}; reached among the "
+                  f"others: {sum(bool(r.get('reached')) for r in rows if not r.get('case_at_twin'))}"
+                  f"/{len(rows) - len(already)}")
+
+
+def main() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rich.console import Console
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cases", default=None, help="comma-separated name patterns")
+    ap.add_argument("--trial-steps", type=int, default=150)
+    ap.add_argument("--out", default="gradwatch-runs/repair")
+    ap.add_argument("--json", default="repair-results.json")
+    ap.add_argument("--update", action="store_true",
+                    help="re-run only --cases and replace their rows in an existing --json; print them all")
+    ap.add_argument("--trials-from", default=None, metavar="JSON",
+                    help="reuse each case's trial (best remedy, losses) from an earlier result; run trials "
+                         "only for cases it lacks. Twins, full remedied runs and guards always re-run.")
+    ap.add_argument("--twins", default=str(HERE / "repair_twins"), help="folder of the healthy twins")
+    ap.add_argument("--tol", type=float, default=TOL, help="metric tolerance for 'reached' (absolute)")
+    ap.add_argument("--seeds", type=int, default=3,
+                    help="seeds per script for the twin comparison (seed 0 = the script as written)")
+    ap.add_argument("--jobs", type=int, default=1, help="cases run at once (each is a chain of processes)")
+    ap.add_argument("--report", action="store_true", help="only print the tables of an existing --json; run nothing")
+    a = ap.parse_args()
+    console = Console(width=260)
+    if a.report:
+        report(json.loads(Path(a.json).read_text()), console)
+        return
+    cases = [c for c in find_cases([HERE / "detection" / "cases"], a.cases) if c.expect]
+    reuse = {}
+    if a.trials_from:
+        reuse = {r["case"]: r for r in json.loads(Path(a.trials_from).read_text())}
+    t_start = time.perf_counter()
+
+    def one(ic):
+        i, case = ic
+        console.print(f"[{i}/{len(cases)}] {case.name}", highlight=False)
+        return repair_case(case, Path(a.out), a.trial_steps, Path(a.twins), a.tol, reuse.get(case.name), a.seeds)
+
+    with ThreadPoolExecutor(max(1, a.jobs)) as pool:
+        rows = list(pool.map(one, enumerate(cases, 1)))
+    wall = time.perf_counter() - t_start
+    if a.update and Path(a.json).exists():
+        new = {r["case"]: r for r in rows}
+        old = json.loads(Path(a.json).read_text())
+        rows = [new.pop(r["case"], r) for r in old] + list(new.values())
+    report(rows, console)
     console.print(f"wall time: {wall / 60:.1f} min ({a.jobs} job(s))")
     Path(a.json).write_text(json.dumps(rows, indent=2, default=str))
 
