@@ -142,7 +142,7 @@ class Guard:
     @torch.no_grad()
     def _take(step: int, params: list[torch.Tensor], optimizers) -> _Snapshot:
         return _Snapshot(step, [p.detach().clone() for p in params],
-                         [copy.deepcopy(o.state_dict()) for o in optimizers])
+                         [_clone_tree(o.state_dict()) for o in optimizers])
 
     @staticmethod
     @torch.no_grad()
@@ -152,6 +152,29 @@ class Guard:
         for o, state in zip(optimizers, snap.optim):
             # the rates are the guard's to keep (cuts made since the snapshot), not the snapshot's
             rates = [{k: g[k] for k in GROUP_RATES if k in g} for g in o.param_groups]
-            o.load_state_dict(copy.deepcopy(state))
+            o.load_state_dict(_clone_tree(state))  # load_state_dict may adopt the tensors: keep ours
             for g, r in zip(o.param_groups, rates):
                 g.update(r)
+
+
+def _clone_tree(obj):
+    """A copy of an optimizer ``state_dict`` whose tensors are fresh clones: what ``copy.deepcopy``
+    gives, ~10× faster on thousands of state tensors (deepcopy goes through each tensor's
+    ``__deepcopy__`` and its memo; a 2000-tensor Adam state took 0.78 s against 0.06 s).
+
+    Example:
+        >>> import torch
+        >>> t = torch.ones(2)
+        >>> c = _clone_tree({"state": {0: {"exp_avg": t, "step": 3}}, "param_groups": [{"lr": 0.1}]})
+        >>> c["state"][0]["exp_avg"] is t, torch.equal(c["state"][0]["exp_avg"], t)
+        (False, True)
+    """
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        return {k: _clone_tree(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_clone_tree(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_clone_tree(v) for v in obj)
+    return copy.deepcopy(obj)
