@@ -22,12 +22,13 @@ Each run stops at ``--stop-at`` test accuracy (checked every 25 steps), at ``--m
 its wall-clock budget (He and Xavier get ``--baseline-budget``, 60 s: at depth ≥ 100 they are at or near chance).
 Threads default to 1: on a shared 2-core machine two OpenMP threads that spin-wait for each
 other were 25× slower per step than one. Prints the table and merges its rows into ``--out``
-(a row replaces the one with the same depth, init and q* rule).
+(a row replaces the one with the same depth, init, q* rule and ``--lr0``).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import time
@@ -56,15 +57,23 @@ def plain_tanh(depth: int, width: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+@functools.lru_cache(maxsize=1)
+def _hermite():
+    import numpy as np
+
+    z, w = np.polynomial.hermite_e.hermegauss(201)
+    return z, w / w.sum()
+
+
 def spread_per_layer(q: float) -> float:
     """μ₂/μ₁² − 1 for tanh at variance q, μ_k = E[φ′(√q z)^{2k}]: what one orthogonal layer at χ₁ = 1
     adds to the variance of the squared singular values of the input–output Jacobian (Pennington,
     Schoenholz & Ganguli 2017: σ²_JJᵀ = L·(μ₂/μ₁² − 1 − s₁), s₁ = 0 for orthogonal weights)."""
     import numpy as np
 
-    z, w = np.polynomial.hermite_e.hermegauss(201)
+    z, w = _hermite()
     d = (1.0 - np.tanh(math.sqrt(q) * z) ** 2) ** 2
-    m1, m2 = float((d * w).sum() / w.sum()), float((d * d * w).sum() / w.sum())
+    m1, m2 = float((d * w).sum()), float((d * d * w).sum())
     return m2 / m1 ** 2 - 1.0
 
 
@@ -86,6 +95,37 @@ def q_star_for(depth: int, rule: str) -> float | None:
     return math.sqrt(lo * hi)
 
 
+@torch.no_grad()
+def spectrum(depth: int, rule: str, a, d) -> dict:
+    """The Jacobian of the last hidden pre-activation with respect to the first, at initialisation,
+    for one training image (float64): mean and relative variance (var/mean²) of its squared
+    singular values, next to the free-probability prediction: relative variances of free factors add,
+    so Σ_ℓ (μ₂/μ₁² − 1) along the measured variances q_ℓ (Pennington et al. 2017; L·(μ₂/μ₁² − 1) once
+    q_ℓ = q*), the std of the last pre-activation, and the share of the read-out's input (64 images)
+    that differs between images, Σ‖x_i − x̄‖² / Σ‖x_i‖² (near 0: every image looks alike to it)."""
+    import gradwatch as gw
+
+    torch.manual_seed(a.seed)
+    model = plain_tanh(depth, a.width)
+    q_star = q_star_for(depth, rule)
+    gw.init.apply(model, "critical", **({"q_star": q_star} if q_star is not None else {}))
+    lin = [m for m in model if isinstance(m, nn.Linear)]
+    h = lin[0].weight.double() @ d[0][0].double() + lin[0].bias.double()
+    jac, pred = torch.eye(a.width, dtype=torch.float64), 0.0
+    for m in lin[1:-1]:
+        w = m.weight.double()
+        jac = (w * (1.0 - torch.tanh(h) ** 2)) @ jac
+        pred += spread_per_layer(float(h.pow(2).mean()))
+        h = w @ torch.tanh(h) + m.bias.double()
+    s2 = torch.linalg.svdvals(jac) ** 2
+    x = model[:-1](d[0][:64])  # the read-out's inputs for 64 images: how much of them differs between images
+    spread_frac = float((x - x.mean(0)).pow(2).sum() / x.pow(2).sum())
+    return {"depth": depth, "qstar": rule, "q_star": q_star, "mean": float(s2.mean()),
+            "between_inputs": spread_frac,
+            "rel_var": float(s2.var() / s2.mean() ** 2), "predicted_rel_var": pred,
+            "last_preact_std": float(h.std())}
+
+
 def train_one(depth, init, a, d) -> dict:
     import gradwatch as gw
     from gradwatch.calibrate import UpdateRatioController
@@ -103,7 +143,7 @@ def train_one(depth, init, a, d) -> dict:
     gen = torch.Generator().manual_seed(a.seed)
     budget = a.baseline_budget if init != "critical" else a.budget
     row = {"depth": depth, "init": init, "qstar": a.qstar if init == "critical" else "none", "q_star": q_star,
-           "last_preact_std_init": round(pre_std, 5), "width": a.width, "batch": a.batch, "budget_s": budget,
+           "last_preact_std_init": round(pre_std, 5), "lr0": a.lr0, "width": a.width, "batch": a.batch, "budget_s": budget,
            "reached": {}, "curve": []}
     t0 = time.perf_counter()
     s, acc, loss = 0, 0.0, float("nan")
@@ -134,14 +174,14 @@ def train_one(depth, init, a, d) -> dict:
 
 
 def save(path: str, row: dict) -> None:
-    """Merge ``row`` into the JSON list at ``path``: it replaces the row with the same depth, init and
-    q* rule (rows from before ``--qstar`` count as ``none``); every other row is kept."""
+    """Merge ``row`` into the JSON list at ``path``: it replaces the row with the same depth, init,
+    q* rule and starting rate (older rows count as ``none`` and 1e-4); every other row is kept."""
     try:
         with open(path) as f:
             rows = json.load(f)
     except (FileNotFoundError, json.JSONDecodeError):
         rows = []
-    key = lambda r: (r["depth"], r["init"], r.get("qstar", "none"))  # noqa: E731
+    key = lambda r: (r["depth"], r["init"], r.get("qstar", "none"), r.get("lr0", 1e-4))  # noqa: E731
     rows = [r for r in rows if key(r) != key(row)] + [row]
     rows.sort(key=lambda r: (r["depth"], r["init"] != "critical", r["init"], r.get("qstar", "none")))
     with open(path, "w") as f:
@@ -169,10 +209,23 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="depth-results.json")
+    ap.add_argument("--spectrum", default=None, metavar="RULES",
+                    help="only print the Jacobian spectrum at initialisation for these --qstar rules "
+                         "(e.g. none,1/L,auto) at each depth, and exit")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     d = data(a.seed)
     console = Console(width=160)
+    if a.spectrum:
+        for depth in (int(x) for x in a.depths.split(",")):
+            for rule in a.spectrum.split(","):
+                r = spectrum(depth, rule, a, d)
+                console.print(f"depth {depth:>5} q*={rule:>5} ({r['q_star'] or 0:.3g}): squared singular values "
+                              f"mean {r['mean']:.3g}, var/mean² {r['rel_var']:.3g} (predicted "
+                              f"{r['predicted_rel_var']:.3g}); last pre-activation std {r['last_preact_std']:.3g}; "
+                              f"between-image share of the read-out input {r['between_inputs']:.3g}",
+                              highlight=False)
+        return
     rows = []
     for depth in (int(x) for x in a.depths.split(",")):
         for init in a.inits.split(","):
