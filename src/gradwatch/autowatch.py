@@ -90,7 +90,8 @@ class AutoWatch:
                     and any(p.requires_grad for p in module.parameters()):
                 from .inject import apply_to_model
 
-                apply_to_model(self.model_remedy, module)
+                self._remedied.add(module)  # the traced forward inside must not apply it again
+                apply_to_model(self.model_remedy, module, example=args)
                 for m in module.modules():
                     self._remedied.add(m)
                 print(f"gradwatch: applied {self.model_remedy} to {type(module).__name__}", file=sys.stderr)

@@ -35,8 +35,11 @@ class StopAfter(Exception):
     """
 
 
-def apply_to_model(remedy: str, model: nn.Module) -> None:
+def apply_to_model(remedy: str, model: nn.Module, example=None) -> None:
     """Apply a model remedy in place (the same parameter objects, so the optimizer keeps them).
+
+    ``example`` (the inputs of the forward call about to run) lets the initialisations see
+    functional activations too (``F.relu(self.fc(x))``: He, not Xavier).
 
     Example:
         >>> from torch import nn
@@ -49,9 +52,9 @@ def apply_to_model(remedy: str, model: nn.Module) -> None:
     from . import remedies as R
 
     if remedy in ("use_he_init", "break_symmetry"):
-        R.init.apply(model, "auto")
+        R.init.apply(model, "auto", example=example)
     elif remedy == "critical_init":
-        R.init.apply(model, "critical")
+        R.init.apply(model, "critical", example=example)
     elif remedy == "orthogonal_init":
         R.init.apply(model, "orthogonal")
     elif remedy == "zero_bias_init":
@@ -61,7 +64,7 @@ def apply_to_model(remedy: str, model: nn.Module) -> None:
     elif remedy == "use_relu_with_he_init":
         for old in (nn.Sigmoid, nn.Tanh):
             R.architecture.swap_activation(model, old, nn.ReLU, reinit=False)
-        R.init.apply(model, "auto")
+        R.init.apply(model, "auto", example=example)
     elif remedy == "use_leaky_relu":
         R.architecture.swap_activation(model, nn.ReLU, nn.LeakyReLU, reinit=False)
         patch_functional_relu()

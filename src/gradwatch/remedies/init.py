@@ -53,7 +53,7 @@ from .pretrained import LoadReport, load_pretrained  # noqa: F401
 from .residual import ReZero, Residual, residual_branches, residual_sequentials, wrap_blocks  # noqa: F401
 from .rules import delta_orthogonal_  # noqa: F401
 
-_COMMON = {"bias", "generator", "layers"}
+_COMMON = {"bias", "generator", "layers", "example"}
 OPTIONS: dict[str, set[str]] = {
     "zeros": set(), "normal": {"scale"}, "uniform": {"scale"},
     "xavier_normal": {"gain"}, "xavier_uniform": {"gain"},
@@ -75,8 +75,10 @@ def apply(model: nn.Module, policy: str = "auto", **kw: Any) -> InitReport:
         model: the model; its parameters are written in place.
         policy: one of :data:`POLICIES` (see the module docstring).
         **kw: the policy's options, plus ``bias`` (default 0.0; None leaves biases),
-            ``generator`` (a ``torch.Generator`` for reproducible draws) and ``layers`` (only
-            these module names; not for lsuv, fixup, rezero).
+            ``generator`` (a ``torch.Generator`` for reproducible draws), ``layers`` (only
+            these module names; not for lsuv, fixup, rezero) and ``example`` (the inputs of one
+            forward call, a tensor or a tuple: the activation after each layer is then also read
+            from functional calls such as ``F.relu(self.fc(x))``, which module order cannot see).
 
     Returns:
         An :class:`InitReport` naming every tensor touched and the rule used.
@@ -128,9 +130,9 @@ def apply(model: nn.Module, policy: str = "auto", **kw: Any) -> InitReport:
             return _critical_q_star(model, report, kw, forced_mod if forced is not None else None, gen, only)
         rule = lambda n, m, a: R.critical_rule(forced_mod if forced is not None else a, sigma_b2, gen)  # noqa: E731
         bias = kw.get("bias", ("normal", math.sqrt(sigma_b2)) if sigma_b2 > 0 else 0.0)
-        _walk(model, report, rule, gen, bias, policy, sigma_b2=sigma_b2, only=only)
+        _walk(model, report, rule, gen, bias, policy, sigma_b2=sigma_b2, only=only, example=kw.get("example"))
         return report
-    _walk(model, report, _simple_rule(policy, kw, gen), gen, bias, policy, only=only)
+    _walk(model, report, _simple_rule(policy, kw, gen), gen, bias, policy, only=only, example=kw.get("example"))
     return report
 
 
@@ -197,9 +199,15 @@ class _ActFromName(nn.Module):
 
 @torch.no_grad()
 def _walk(model: nn.Module, report: InitReport, layer_rule: LayerRule, gen, bias, policy: str,
-          sigma_b2: float = 0.0, only: set[str] | None = None) -> None:
-    """Apply a per-layer rule to every weight layer, recurrent and attention module."""
-    follow = following_modules(model)
+          sigma_b2: float = 0.0, only: set[str] | None = None, example: Any = None) -> None:
+    """Apply a per-layer rule to every weight layer, recurrent and attention module; with an
+    ``example`` input, functional activations count too (one traced forward pass)."""
+    if example is not None:
+        from ..probes.traced_activations import traced_following_modules
+
+        follow = traced_following_modules(model, example)
+    else:
+        follow = following_modules(model)
     done: set[int] = set()
 
     def note(pname: str, lname: str, m: nn.Module, p: torch.Tensor, rule: str) -> None:
