@@ -1,17 +1,21 @@
 """Depth, the moonshot: plain networks — no normalisation, no residual path — on digits, with
-gradwatch choosing the initialisation (``init="critical"``: orthogonal at χ₁ = 1 for tanh, σ_b = 0)
-and the learning rate, next to He and Xavier init (same everything else).
+gradwatch choosing the initialisation (``init="critical"``: orthogonal at χ₁ = 1 for tanh, with a
+fixed point q* chosen from the depth, ``--qstar auto``) and the learning rate, next to He and Xavier
+init (same everything else).
 
 The rate is not tuned per depth. :class:`gradwatch.calibrate.UpdateRatioController` measures,
 every 10 steps, how far one step moves the network's outputs on a fixed probe batch (RMS change
 of the logits, relative once they exceed 1) and rescales the rate to keep that at one target
 (``--step 0.05``) at every depth; the first 10 steps are measured one by one so the starting
-rate does not matter. Adam, because a critically initialised deep tanh net has tiny activations
-in its deep layers (q_ℓ ≈ 1/2ℓ) and SGD gives those layers — the read-out included — tiny steps.
+rate does not matter as long as it is low (``--lr0 1e-6``: from above, the first Adam steps at 1e-4
+moved a 10,000-layer net so far that it never learned; from below the controller catches up in a
+few steps at every depth). Adam, because a critically initialised deep tanh net has small activations
+in its deep layers (q* ≈ 0.004–0.04; q_ℓ ≈ 1/2ℓ with σ_b = 0) and SGD gives those layers — the
+read-out included — small steps.
 
     python benchmarks/depth.py                                   # depths 10, 100, 1000
     python benchmarks/depth.py --depths 3000 --inits critical --budget 600
-    python benchmarks/depth.py --depths 3000 --inits critical --qstar auto
+    python benchmarks/depth.py --depths 3000 --inits critical --qstar none --lr0 1e-4   # as before
 
 ``--qstar`` moves the critical init off σ_b = 0 (where the tanh signal variance decays as 1/(2ℓ))
 to a non-zero fixed point q* at χ₁ = 1 (``gw.init.apply(model, "critical", q_star=...)``);
@@ -198,12 +202,14 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=128)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--step", type=float, default=0.05, help="output change per step the controller keeps")
-    ap.add_argument("--lr0", type=float, default=1e-4, help="starting rate (the controller corrects it)")
+    ap.add_argument("--lr0", type=float, default=1e-6,
+                    help="starting rate; the controller raises it ≤ 4× per step over the first 10 steps. Start "
+                         "low: at 10,000 layers the first Adam steps at 1e-4 wrecked the net before it came down")
     ap.add_argument("--max-steps", type=int, default=3000)
     ap.add_argument("--budget", type=float, default=300.0, help="wall-clock seconds per run")
     ap.add_argument("--baseline-budget", type=float, default=60.0, help="wall-clock seconds per He/Xavier run")
     ap.add_argument("--stop-at", type=float, default=0.95, help="stop once test accuracy reaches this")
-    ap.add_argument("--qstar", default="none",
+    ap.add_argument("--qstar", default="auto",
                     help="critical init's fixed point q*: none (σ_b = 0), auto (depth·(μ₂/μ₁²−1) = 1, "
                          "q* ≈ 1/√(8·depth)), C/L, or a number")
     ap.add_argument("--seed", type=int, default=0)
