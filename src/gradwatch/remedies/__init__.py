@@ -23,7 +23,7 @@ from .architecture import (LSTMAsRNN, RewriteReport, add_residual, insert_norm, 
                            swap_activation, use_pre_ln)
 from .clip import (adaptive_grad_clip, attach, autoclip, chain, clip_by_global_norm, clip_by_value,
                    final_layer_params, skip_nonfinite, unitwise_norm, zscore_clip)
-from .critical import chi1, critical_point, critical_sigma_w2, fixed_point_q, gaussian_moments
+from .critical import chi1, critical_for_q, critical_point, critical_sigma_w2, fixed_point_q, gaussian_moments
 from .init import POLICIES, InitEntry, InitReport, LoadReport, load_pretrained
 from .layers import final_layer, following_activation, following_modules
 from .optim import swap_optimizer, with_weight_decay
@@ -39,8 +39,8 @@ __all__ = [
     "architecture", "clip", "init", "optim", "schedules",
     # init
     "init_model", "POLICIES", "InitEntry", "InitReport", "LoadReport", "load_pretrained", "following_activation",
-    "following_modules", "final_layer", "critical_sigma_w2", "critical_point", "chi1", "fixed_point_q",
-    "gaussian_moments", "delta_orthogonal_", "Residual", "ReZero",
+    "following_modules", "final_layer", "critical_sigma_w2", "critical_point", "critical_for_q", "chi1",
+    "fixed_point_q", "gaussian_moments", "delta_orthogonal_", "Residual", "ReZero",
     # clip
     "GradientTransform", "chain", "attach", "log_sink", "flatten_info", "clip_by_value", "clip_by_global_norm", "autoclip", "zscore_clip",
     "adaptive_grad_clip", "skip_nonfinite", "final_layer_params", "unitwise_norm",
