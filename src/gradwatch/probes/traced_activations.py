@@ -114,12 +114,12 @@ def traced_following_modules(model: nn.Module, args: Any, kwargs: dict | None = 
 
     handles = [m.register_forward_hook(hook) for m in model.modules()]
     training = {m: m.training for m in model.modules()}
-    cpu_rng = torch.random.get_rng_state()
-    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    # the generators come back as they were; CUDA's only if in use (forking it would start it)
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() and torch.cuda.is_initialized() else []
     seen = _Seen(owner_of)
     try:
         model.eval()
-        with torch.no_grad(), seen:
+        with torch.random.fork_rng(devices=cuda), torch.no_grad(), seen:
             model(*args, **(kwargs or {}))
     except Exception:  # noqa: BLE001 - a model that cannot be run here keeps the module-order answer
         return follow
@@ -128,8 +128,5 @@ def traced_following_modules(model: nn.Module, args: Any, kwargs: dict | None = 
             h.remove()
         for m, was in training.items():
             m.train(was)
-        torch.random.set_rng_state(cpu_rng)
-        if cuda_rng is not None:
-            torch.cuda.set_rng_state_all(cuda_rng)
     # a module activation is itself a functional call inside; only the gaps are filled
     return {n: (a if a is not None else seen.found.get(n)) for n, a in follow.items()}
