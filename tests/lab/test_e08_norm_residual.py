@@ -18,8 +18,9 @@ def test_tiny_run_structure(tmp_path):
                 "cosine_last_block", "delta_profile_init", "delta_nonfinite_steps"):
         assert set(m[key]) == set(e08.VARIANTS), key
     assert all(len(p) == 4 for p in m["delta_profile_init"].values())
-    # plain check, 4 per other variant (within 100x, trains better) and the BN mean-field check
-    assert len(r.checks) == 1 + 2 * 4 + 1
+    # plain check; within 100x and trains better for residual, residual+bn and batchnorm (+ its mean-field
+    # check); layernorm: δ at init and below batchnorm; the two rank-collapse checks
+    assert len(r.checks) == 1 + 2 * 3 + 1 + 2 + 2
     assert set(r.tables) == set(e08.VARIANTS)
     assert r.tables["plain"]["support"] == 450
     assert all((tmp_path / e08.NAME / f).exists() for f in r.figures) and r.figures
@@ -68,3 +69,27 @@ def test_batchnorm_is_judged_at_init_by_mean_field_and_after_init_by_100x():
     assert not flat["batchnorm (ReLU) at init"].passed
     diverged = _bn_checks(init=pred, after_init=None, nonfinite=2)
     assert not diverged["batchnorm once training has started"].passed
+
+
+def _ln_checks(ln_cos, ln_acc, activation="relu", ln_init=0.0):
+    cfg = e08.Config(depth=30, activation=activation, variants=("plain", "batchnorm", "layernorm"))
+    m = {"log10_delta_ratio_worst": {"plain": -11.0, "batchnorm": 2.4, "layernorm": -4.0},
+         "log10_delta_ratio_worst_after_init": {"plain": -11.0, "batchnorm": 1.3, "layernorm": -4.0},
+         "log10_delta_ratio_init": {"plain": -11.0, "batchnorm": 2.4, "layernorm": ln_init},
+         "accuracy": {"plain": 0.1, "batchnorm": 0.7, "layernorm": ln_acc},
+         "delta_nonfinite_steps": {"plain": 0, "batchnorm": 0, "layernorm": 0},
+         "cosine_last_block": {"plain": {"init": 1.0}, "batchnorm": {"init": 0.35}, "layernorm": {"init": ln_cos}}}
+    return {c.criterion.split(":")[0].split(" (")[0]: c for c in e08._checks(cfg, m)}
+
+
+def test_layernorm_is_judged_on_scale_at_init_and_on_rank_collapse():
+    collapsed = _ln_checks(ln_cos=0.98, ln_acc=0.1)  # what ReLU + LN measures: flat δ, collapsed, no training
+    assert all(c.passed for c in collapsed.values()), {k: c.passed for k, c in collapsed.items()}
+    separates = _ln_checks(ln_cos=0.3, ln_acc=0.1)  # an LN that kept the inputs apart contradicts the claim
+    assert not separates["layernorm does not avoid the collapse"].passed
+    trains = _ln_checks(ln_cos=0.98, ln_acc=0.8)  # an LN that trained like BatchNorm contradicts it too
+    assert not trains["layernorm without shortcuts does not train where batchnorm does"].passed
+    shrinks = _ln_checks(ln_cos=0.98, ln_acc=0.1, ln_init=-5.0)  # LN did not restore δ's scale at init
+    assert not shrinks["layernorm at init"].passed
+    tanh = _ln_checks(ln_cos=0.4, ln_acc=0.5, activation="tanh")  # no collapse predicted for tanh: not judged
+    assert not any("collapse" in k or "does not train" in k for k in tanh)

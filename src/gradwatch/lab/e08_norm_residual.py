@@ -11,7 +11,16 @@ the input by √(π/(π−1)) ≈ 1.21 per BN-ReLU layer (mean-field theory, so 
 experiments: after a single optimisation step the gradients have a dramatically smaller dynamic
 range), so "within ~100×" is asked of every measured step after step 0. The mean cosine
 similarity of the last block's outputs over test inputs tells whether the net still separates
-its inputs (LayerNorm, per sample, does not stop them collapsing onto one direction).
+its inputs. Daneshmand et al. 2020: the representations of an unnormalised deep net collapse in
+rank with depth (every input ends up pointing the same way), BatchNorm provably avoids it, and
+rank stability is what training needs. LayerNorm maps each sample on its own (centre, rescale):
+it cannot separate inputs whose pre-activations already point the same way, so it fixes δ's
+scale at init (its Jacobian divides by the shrinking σ) but not the collapse, and it is judged
+on exactly that: δ flat at init, last-block cosine like the plain net's, accuracy below
+BatchNorm's. The collapse checks are made for ReLU only: ReLU is positively homogeneous, so its
+layer-to-layer correlation map is the same at every weight scale and a per-sample rescaling
+cannot change it; for tanh it depends on the scale (Schoenholz et al. 2017), and LN's rescaling
+moves the net towards the chaotic phase, so no collapse at init is predicted there.
 """
 
 from __future__ import annotations
@@ -27,13 +36,16 @@ from gradwatch.lab.core import Context, Result, check
 from gradwatch.lab.data import batches, digits
 
 NAME = "norm-residual"
-CLAIM = ("Residual paths and LayerNorm keep δ = ‖∂L/∂h‖ within ~100× from the last layer to the first "
-         "of a deep net, where the plain net loses orders of magnitude; BatchNorm without shortcuts "
-         "makes δ grow at init by the mean-field rate and keeps it within ~100× once training has "
-         "started; all of them train where the plain net does not.")
+CLAIM = ("Residual paths keep δ = ‖∂L/∂h‖ within ~100× from the last layer to the first of a deep net, "
+         "where the plain net loses orders of magnitude; BatchNorm without shortcuts makes δ grow at init by "
+         "the mean-field rate, keeps it within ~100× once training has started, and keeps the inputs apart "
+         "(no rank collapse); LayerNorm restores δ's scale at init but, normalising each sample on its own, "
+         "lets every input collapse onto one direction as in the plain net, and without shortcuts does not "
+         "train where BatchNorm does; the residual and BatchNorm nets train where the plain net does not.")
 SOURCE = ("Ioffe & Szegedy 2015 (BatchNorm); He et al. 2016, Identity Mappings, Fig. 1; Ba et al. 2016 "
           "(LayerNorm); Yang et al. 2019, A Mean Field Theory of Batch Normalization, Thm. 3.9 and its "
-          "learning-dynamics section")
+          "learning-dynamics section; Daneshmand et al. 2020, Batch Normalization Provably Avoids Rank "
+          "Collapse for Randomly Initialised Deep Networks")
 
 VARIANTS = ("plain", "batchnorm", "residual", "residual+bn", "layernorm")
 
@@ -225,6 +237,11 @@ def _checks(config: Config, m: dict) -> list:
                                 w is not None and abs(w) <= config.max_orders,
                                 log10_ratio_worst_after_init=w if w is not None else float("nan"),
                                 nonfinite_steps=m["delta_nonfinite_steps"][v]))
+        elif v == "layernorm":  # per-sample normalisation: scale fixed at init, rank collapse not (Daneshmand 2020)
+            init = m["log10_delta_ratio_init"][v]
+            checks.append(check(f"layernorm at init: |log10 δ ratio| <= {config.max_orders:g} (LN divides by each "
+                                "sample's σ, undoing the init's shrinking scale)",
+                                math.isfinite(init) and abs(init) <= config.max_orders, log10_ratio_init=init))
         else:
             w = worst[v]
             checks.append(check(f"{v}: |log10 δ ratio| <= {config.max_orders:g} at every measured step (a non-finite δ "
@@ -237,9 +254,29 @@ def _checks(config: Config, m: dict) -> list:
             checks.append(check("batchnorm (ReLU) at init: log10 δ ratio within 0.5 of the mean-field "
                                 "prediction (L−1)/2·log10(π/(π−1)) (Yang et al. 2019)",
                                 abs(init - pred) <= 0.5, log10_ratio_init=init, predicted=pred))
-        if "plain" in acc:
+        if v == "layernorm":
+            if "batchnorm" in acc and config.activation == "relu":
+                checks.append(check("layernorm without shortcuts does not train where batchnorm does (a collapsed "
+                                    "representation carries no input: Daneshmand et al. 2020): test accuracy <= "
+                                    "batchnorm − 0.2", acc[v] <= acc["batchnorm"] - 0.2,
+                                    accuracy=acc[v], batchnorm=acc["batchnorm"]))
+        elif "plain" in acc:
             checks.append(check(f"{v} trains better than the plain net: test accuracy >= plain + 0.2",
                                 acc[v] >= acc["plain"] + 0.2, accuracy=acc[v], plain=acc["plain"]))
+    cos = {v: c["init"] for v, c in m.get("cosine_last_block", {}).items()}
+    if "batchnorm" in cos and config.activation == "relu":
+        checks.append(check("rank collapse at init (Daneshmand et al. 2020): the last block's mean cosine similarity "
+                            "over test inputs is >= 0.9 for the plain net and <= 0.5 with batchnorm",
+                            cos.get("plain", 1.0) >= 0.9 and cos["batchnorm"] <= 0.5,
+                            plain=cos.get("plain", float("nan")), batchnorm=cos["batchnorm"]))
+    if "layernorm" in cos and config.activation == "relu":
+        ref = cos.get("plain")
+        checks.append(check("layernorm does not avoid the collapse: its last block's mean cosine similarity at init "
+                            "is >= 0.9 (ReLU is positively homogeneous, so the layer-to-layer correlation map does "
+                            "not depend on the scale LN fixes, and per-sample normalisation cannot separate inputs "
+                            "that point the same way)",
+                            cos["layernorm"] >= 0.9, layernorm=cos["layernorm"],
+                            plain=ref if ref is not None else float("nan")))
     return checks
 
 
