@@ -196,11 +196,18 @@ def run(config: Config, ctx: Context) -> Result:
     mf = {s2: mean_field(s2, config.sigma_b2) for s2 in config.sigma_w2}
     crit = critical_sigma_w2(config.sigma_b2)
     runs: dict[tuple[float, int], dict] = {}
-    with ctx.progress(len(config.sigma_w2) * len(config.depths), "σ_w² × depth") as advance:
-        for s2 in config.sigma_w2:
-            for depth in config.depths:
-                runs[s2, depth] = _train(s2, depth, config, data, ctx)
-                advance()
+    # Deep nets in the ordered phase shrink δ (and deep activations) past float32's normal range;
+    # denormal arithmetic is ~10x slower on the CPU (depth 160, width 300: 0.83 s/step vs 0.09 s).
+    # Below ~1e-38 a value carries no training signal, so it is flushed to zero for this run.
+    torch.set_flush_denormal(True)
+    try:
+        with ctx.progress(len(config.sigma_w2) * len(config.depths), "σ_w² × depth") as advance:
+            for s2 in config.sigma_w2:
+                for depth in config.depths:
+                    runs[s2, depth] = _train(s2, depth, config, data, ctx)
+                    advance()
+    finally:
+        torch.set_flush_denormal(False)
 
     trains = {k: r["train_acc"] >= config.trainable_acc for k, r in runs.items()}
     inside = {(s2, d): d <= 6 * mf[s2]["xi_c"] for s2, d in runs}
