@@ -10,14 +10,14 @@ from torch import nn
 import gradwatch as gw
 from gradwatch.diagnosis.prescriptions import KNOWN, facts, prescribe
 
-RNN_IDS = {"use_lstm", "use_gru"}
+RNN_IDS = {"use_lstm", "use_gru", "irnn_init"}
 TRANSFORMER_IDS = {"use_pre_ln"}
 
 
 class RNNNet(nn.Module):
-    def __init__(self):
+    def __init__(self, nonlinearity="tanh"):
         super().__init__()
-        self.rnn = nn.RNN(3, 8, batch_first=True)
+        self.rnn = nn.RNN(3, 8, batch_first=True, nonlinearity=nonlinearity)
         self.head = nn.Linear(8, 2)
 
     def forward(self, x):
@@ -39,7 +39,7 @@ class TransformerNet(nn.Module):
 def setup(remedy_id):
     torch.manual_seed(0)
     if remedy_id in RNN_IDS:
-        model, x = RNNNet(), torch.randn(4, 5, 3)
+        model, x = RNNNet("relu" if remedy_id == "irnn_init" else "tanh"), torch.randn(4, 5, 3)
     elif remedy_id in TRANSFORMER_IDS:
         model, x = TransformerNet(), torch.randn(4, 5, 8)
     else:

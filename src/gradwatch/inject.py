@@ -21,8 +21,8 @@ from torch import nn
 from .lr_scale import scale_lr
 
 #: remedies that can act on a running script, and where they act
-MODEL_REMEDIES = ("use_he_init", "break_symmetry", "critical_init", "orthogonal_init", "zero_bias_init",
-                  "use_relu_with_he_init", "use_leaky_relu")
+MODEL_REMEDIES = ("use_he_init", "break_symmetry", "critical_init", "orthogonal_init", "irnn_init",
+                  "zero_bias_init", "use_relu_with_he_init", "use_leaky_relu")
 STEP_REMEDIES = ("reduce_lr", "increase_lr", "clip_grad_norm", "add_warmup", "guard")
 INJECTABLE = MODEL_REMEDIES + STEP_REMEDIES
 
@@ -57,6 +57,8 @@ def apply_to_model(remedy: str, model: nn.Module, example=None) -> None:
         R.init.apply(model, "critical", example=example)
     elif remedy == "orthogonal_init":
         R.init.apply(model, "orthogonal")
+    elif remedy == "irnn_init":
+        R.init.irnn(model)
     elif remedy == "zero_bias_init":
         for m in model.modules():
             if isinstance(getattr(m, "bias", None), torch.Tensor):
@@ -117,19 +119,48 @@ _SIGN_LIKE = ("Adam", "AdamW", "NAdam", "RAdam", "Adamax", "SparseAdam", "Adagra
 
 
 def predicted_first_ratio(optimizer: torch.optim.Optimizer) -> float:
-    """The median ‖Δw‖/‖w‖ over weight matrices that the coming step would make, predicted from
-    the gradients before it is taken: ``lr·‖g‖/‖w‖`` for SGD-like optimizers (exact for a first
-    step, whose momentum buffer is the gradient), ``lr·√n/‖w‖`` for Adam-like ones (whose first
-    step is ``lr·g/|g|``, one ``lr`` per element). NaN when there is nothing to measure.
+    """The median ‖Δw‖/‖w‖ over weight matrices that the coming step would make, measured by
+    taking that step on a copy: the parameters, their gradients and the optimizer's state are
+    cloned, ``step()`` runs on the clones, nothing of the real run changes. Exact for every
+    optimizer (SGD's ``lr·‖g‖/‖w‖``, Adam's ``lr`` per element, RMSprop's ``lr/√(1−α)`` per
+    element on its first step, RAdam's un-adapted first steps, custom ones). NaN when there is
+    nothing to measure.
+
+    Example:
+        >>> import torch
+        >>> m = torch.nn.Linear(4, 4)
+        >>> opt = torch.optim.SGD(m.parameters(), lr=0.1)
+        >>> m(torch.randn(2, 4)).sum().backward()
+        >>> w = m.weight.detach().clone()
+        >>> r = predicted_first_ratio(opt)
+        >>> torch.equal(m.weight, w) and abs(r - 0.1 * float(m.weight.grad.norm() / w.norm())) < 1e-6
+        True
     """
-    sign_like = type(optimizer).__name__ in _SIGN_LIKE
-    ratios = []
-    for g in optimizer.param_groups:
-        for p in g["params"]:
-            if p.grad is None or p.dim() < 2:
-                continue
-            w = float(p.detach().norm())
-            step = float(g["lr"]) * (float((p.grad != 0).sum()) ** 0.5 if sign_like else float(p.grad.norm()))
+    import copy
+
+    memo: dict = {}
+    pairs = []
+    with torch.no_grad():
+        for g in optimizer.param_groups:
+            for p in g["params"]:
+                if id(p) in memo:
+                    continue
+                c = p.detach().clone()
+                if p.grad is not None:
+                    c.grad = p.grad.detach().clone()
+                memo[id(p)] = c
+                if p.grad is not None and p.dim() >= 2:
+                    pairs.append((c, c.detach().clone()))
+        if not pairs:
+            return float("nan")
+        shadow = copy.deepcopy(optimizer, memo)  # state tensors are cloned, keyed by the clones
+        shadow._optimizer_step_pre_hooks.clear()
+        shadow._optimizer_step_post_hooks.clear()
+        _step_without_global_hooks(shadow)
+        ratios = []
+        for after, before in pairs:
+            w = float(before.norm())
+            step = float((after - before).norm())
             if w > 0 and step == step:
                 ratios.append(step / w)
     if not ratios:
@@ -138,20 +169,41 @@ def predicted_first_ratio(optimizer: torch.optim.Optimizer) -> float:
     return ratios[len(ratios) // 2]
 
 
+def _step_without_global_hooks(optimizer: torch.optim.Optimizer) -> None:
+    """``optimizer.step()`` without firing the global optimizer hooks (the watcher's, the guard's,
+    this remedy's own): the step on the shadow copy is not a step of the run."""
+    from torch.optim import optimizer as optim_module
+
+    pre, post = dict(optim_module._global_optimizer_pre_hooks), dict(optim_module._global_optimizer_post_hooks)
+    optim_module._global_optimizer_pre_hooks.clear()
+    optim_module._global_optimizer_post_hooks.clear()
+    try:
+        type(optimizer).step(optimizer)  # the class's step: an LR scheduler patches the instance's
+    finally:
+        optim_module._global_optimizer_pre_hooks.update(pre)
+        optim_module._global_optimizer_post_hooks.update(post)
+
+
 class StepRemedy:
     """Acts before every optimizer step: clipping, warmup, a one-time rate change.
 
     ``reduce_lr`` divides the rate by 10, or by more when the first step would still move the
-    weights by over ``1e-2`` of their size (:func:`predicted_first_ratio`): then the rate is set
-    so that step moves them by ``3e-3`` (inside the healthy band, leaving room for momentum to
-    build the step up). ``increase_lr`` multiplies by 10, or by more when the first step would
-    still move them by under ``1e-4``: then to ``3e-3`` too (the healthy runs of the detection
-    suite start at 4e-3–1.4e-2; Adam's later steps are smaller than its first). A rate a
-    thousand times too large (one step that kills every ReLU) is not fixed by a tenth of it.
+    weights by over ``1e-2`` of their size (:func:`predicted_first_ratio`, measured on a copy):
+    then the rate is set so that the first step lands on the aim. ``increase_lr`` multiplies by
+    10, or by more when the first step would still move them by under ``1e-4``: then to the aim
+    too. A rate a thousand times too large (one step that kills every ReLU) is not fixed by a
+    tenth of it.
+
+    The aim depends on how the optimizer's later steps relate to its first. SGD's grow: momentum
+    β adds up to 1/(1−β) first steps, so its first step aims at ``3e-3``, inside the band with
+    room to grow (the healthy runs of the detection suite start at 4e-3–1.4e-2). An adaptive
+    optimizer's (Adam, RMSprop, Adagrad, …) first step is its largest: ``g/√v`` is ±1 per
+    element when ``v`` holds one squared gradient, and shrinks as noisy gradients average out.
+    So its first step aims at the band's upper edge, ``1e-2``.
     """
 
     band = (1e-4, 1e-2)
-    aim = {"reduce_lr": 3e-3, "increase_lr": 3e-3}
+    aim = {"sgd": 3e-3, "adaptive": 1e-2}
 
     def __init__(self, remedy: str, warmup: int = 100, clip: float = 1.0) -> None:
         if remedy not in STEP_REMEDIES:
@@ -169,11 +221,12 @@ class StepRemedy:
             factor = {"reduce_lr": 0.1, "increase_lr": 10.0}.get(self.remedy)
             if factor is not None:
                 r = predicted_first_ratio(optimizer)
+                aim = self.aim["adaptive" if type(optimizer).__name__ in _SIGN_LIKE else "sgd"]
                 if r == r and r > 0:
                     if self.remedy == "reduce_lr" and r * factor > self.band[1]:
-                        factor = self.aim[self.remedy] / r
+                        factor = aim / r
                     elif self.remedy == "increase_lr" and r * factor < self.band[0]:
-                        factor = self.aim[self.remedy] / r
+                        factor = aim / r
                 self.factor = factor
                 scale_lr(optimizer, factor)
         if self.remedy == "clip_grad_norm":

@@ -112,6 +112,22 @@ def recurrent_radius(ctx: Context, above: float = 1.0) -> list[Cause]:
     return out
 
 
+def relu_recurrence_first(ctx: Context, remedies: list[str]) -> list[str]:
+    """Put ``irnn_init`` first when the recorded model has a plain ReLU recurrence.
+
+    A ReLU RNN's natural start is the identity (Le et al. 2015), not a random orthogonal matrix,
+    whose rotation lets ReLU zero half of the state at every step.
+
+    Example:
+        >>> class _Ctx: model = {"recurrent": [{"type": "RNN", "nonlinearity": "relu"}]}
+        >>> relu_recurrence_first(_Ctx(), ["clip_grad_norm", "orthogonal_init"])
+        ['irnn_init', 'clip_grad_norm', 'orthogonal_init']
+    """
+    relu = any(r.get("type") in ("RNN", "RNNCell") and r.get("nonlinearity") == "relu"
+               for r in ctx.model.get("recurrent", []))
+    return (["irnn_init"] + remedies) if relu else remedies
+
+
 def small_recurrent_radius(ctx: Context, below: float = 1.0) -> list[Cause]:
     out = []
     for rec in ctx.model.get("recurrent", []):

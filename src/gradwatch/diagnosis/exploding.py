@@ -45,7 +45,7 @@ def check(ctx: Context, warn_orders: float = 3.0, critical_orders: float = 6.0,
                 evidence={"grad_ratio_first_to_last_step": 10 ** t.log10_ratio, "measured": "through_time",
                           "healthy_band": "within ~100× over the sequence"},
                 causes=C.recurrent_radius(ctx),
-                remedies=prescribe_all(["clip_grad_norm", "orthogonal_init", "use_lstm"], ctx)))
+                remedies=prescribe_all(C.relu_recurrence_first(ctx, ["clip_grad_norm", "orthogonal_init", "use_lstm"]), ctx)))
     sos = step_over_step(ctx)
     if sos is not None and sos[0] >= step_orders:
         orders, peak = sos

@@ -54,6 +54,11 @@ _CATALOG: dict[str, tuple[str, str]] = {
         "Initialise weights orthogonally (recurrent weights: spectral radius exactly 1)",
         "import gradwatch as gw\ngw.init.apply(model, 'orthogonal')",
     ),
+    "irnn_init": (
+        "Start the ReLU recurrence at the identity with zero biases (IRNN, Le et al. 2015): the state carries "
+        "itself forward and the gradient through time neither grows nor fades",
+        "import gradwatch as gw\nprint(gw.init.irnn(model))  # ReLU recurrences: weight_hh = I, biases 0",
+    ),
     "use_lstm": (
         "Replace the plain RNN by an LSTM of the same size (gated, additive memory path)",
         "import gradwatch as gw\nmodel = gw.architecture.rnn_to_lstm(model, cell='lstm')\n" + _RECREATE,

@@ -53,5 +53,5 @@ def check(ctx: Context, warn_orders: float = 3.0, critical_orders: float = 6.0) 
                          "from the last time step to the first: early inputs cannot be learned from"),
                 evidence={"grad_ratio_first_to_last_step": 10 ** t.log10_ratio, "measured": "through_time",
                           "healthy_band": "within ~100× over the sequence"},
-                causes=causes, remedies=prescribe_all(["use_lstm", "use_gru", "orthogonal_init", "clip_grad_norm"], ctx)))
+                causes=causes, remedies=prescribe_all(C.relu_recurrence_first(ctx, ["use_lstm", "use_gru", "orthogonal_init", "clip_grad_norm"]), ctx)))
     return out

@@ -255,6 +255,58 @@ def _bias(b: torch.Tensor, spec, gen) -> str:
     return "zeros_" if float(spec) == 0.0 else f"constant_({float(spec):.4g})"
 
 
+def _identity_rule(w: torch.Tensor) -> str:
+    """The identity recurrence of IRNN: a ReLU state carries itself forward unchanged, so the
+    gradient through time is neither amplified nor lost while units stay active (a random
+    orthogonal matrix rotates the state and ReLU then zeroes half of it at every step)."""
+    nn.init.eye_(w)
+    return "eye_ (IRNN, Le et al. 2015)"
+
+
+def irnn(model: nn.Module) -> InitReport:
+    """IRNN (Le, Jaitly & Hinton 2015): every ReLU recurrence (``nn.RNN``/``nn.RNNCell`` with
+    ``nonlinearity="relu"``) starts with the identity as its recurrent matrix and zero biases;
+    its input weights and every other layer keep their values.
+
+    With W_hh = I a ReLU state is copied forward and the current input added, so the gradient
+    through time is neither amplified (a radius above 1) nor lost (below 1, or a rotation after
+    which ReLU zeroes half of the state at every step).
+
+    Raises:
+        ValueError: the model has no ReLU recurrence.
+
+    Example:
+        >>> from torch import nn
+        >>> rnn = nn.RNN(2, 4, nonlinearity="relu")
+        >>> print(irnn(rnn).rule_of("weight_hh_l0"))
+        eye_ (IRNN, Le et al. 2015)
+        >>> bool((rnn.weight_hh_l0 == torch.eye(4)).all()), float(rnn.bias_hh_l0.abs().sum())
+        (True, 0.0)
+    """
+    report = InitReport("irnn")
+    found = False
+    for name, m in model.named_modules():
+        if not (isinstance(m, (nn.RNN, nn.RNNCell)) and getattr(m, "nonlinearity", "tanh") == "relu"):
+            continue
+        found = True
+        for pn, p in m.named_parameters(recurse=False):
+            full = f"{name}.{pn}" if name else pn
+            with torch.no_grad():
+                if pn.startswith("weight_hh"):
+                    rule = _identity_rule(p)
+                elif pn.startswith("bias"):
+                    nn.init.zeros_(p)
+                    rule = "zeros_"
+                else:
+                    report.skipped.append((full, "input weights keep their values"))
+                    continue
+            report.entries.append(InitEntry(full, name, type(m).__name__, rule, float(p.detach().float().std())))
+    if not found:
+        raise ValueError("irnn needs an nn.RNN or nn.RNNCell with nonlinearity='relu'; this model has none "
+                         "(for tanh recurrences use orthogonal init, or replace the RNN by an LSTM)")
+    return report
+
+
 def _recurrent(name, m, policy, layer_rule, gen, bias, sigma_b2, note, full) -> None:
     kind = type(m).__name__
     gates = _GATES.get(kind, 1)
@@ -266,7 +318,9 @@ def _recurrent(name, m, policy, layer_rule, gen, bias, sigma_b2, note, full) -> 
             continue
         if pn.startswith("weight"):
             hh = pn.startswith("weight_hh")
-            if policy == "auto":
+            if policy == "auto" and hh and nonlin == "relu":
+                rule = _identity_rule  # IRNN (Le, Jaitly & Hinton 2015): ReLU keeps h_{t-1} unchanged
+            elif policy == "auto":
                 rule = R.orthogonal_rule(1.0, gen) if hh else R.xavier_rule(1.0, "uniform", gen)
             elif policy == "critical":
                 act = nn.Tanh() if nonlin == "tanh" else nn.ReLU() if nonlin == "relu" else None
