@@ -3,6 +3,9 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+import torch
+
 from gradwatch.record import load
 
 SCRIPT = """
@@ -123,3 +126,20 @@ def test_predicted_first_ratio_matches_the_step_taken():
         opt.step()
         actual = float((m.weight.detach() - w0).norm() / w0.norm())
         assert abs(pred / actual - 1) < 0.05, (cls, pred, actual)
+
+
+@pytest.mark.parametrize("cls, aim", [(torch.optim.SGD, 3e-3), (torch.optim.Adam, 1e-2), (torch.optim.RMSprop, 1e-1)])
+def test_reduce_lr_lands_the_first_step_on_its_aim(cls, aim):
+    # a rate 1000x too large: the measured first step lands on the optimizer's aim (RMSprop's first
+    # step is 1/sqrt(1-alpha) = 10x a bias-corrected one, so 10x the adaptive aim of 1e-2)
+    from gradwatch.inject import StepRemedy
+
+    torch.manual_seed(0)
+    m = torch.nn.Linear(32, 32)
+    opt = cls(m.parameters(), lr=50.0)
+    m(torch.randn(16, 32)).pow(2).mean().backward()
+    w0 = m.weight.detach().clone()
+    StepRemedy("reduce_lr").before_step(opt)
+    opt.step()
+    ratio = float((m.weight.detach() - w0).norm() / w0.norm())
+    assert abs(ratio / aim - 1) < 0.05, (cls.__name__, ratio)

@@ -184,6 +184,25 @@ def _step_without_global_hooks(optimizer: torch.optim.Optimizer) -> None:
         optim_module._global_optimizer_post_hooks.update(post)
 
 
+def _uncorrected_first_step(optimizer: torch.optim.Optimizer) -> float:
+    """How much larger RMSprop's very first step is than a bias-corrected one: its ``v`` starts
+    at 0 and holds ``(1−α)g²`` after one step (``α(1−α)g²`` centred), so ``g/√v`` is
+    ``1/√(1−α)`` ≈ 10 per element at α = 0.99 instead of Adam's 1. 1 for every other optimizer,
+    and for RMSprop once it has taken a step.
+
+    Example:
+        >>> import torch
+        >>> opt = torch.optim.RMSprop([torch.nn.Parameter(torch.ones(2))], lr=1e-3)
+        >>> round(_uncorrected_first_step(opt), 2)
+        10.0
+    """
+    if type(optimizer).__name__ != "RMSprop" or len(optimizer.state):
+        return 1.0
+    alpha = float(optimizer.param_groups[0].get("alpha", 0.99))
+    var = alpha * (1 - alpha) if optimizer.param_groups[0].get("centered") else 1 - alpha
+    return 1.0 / var ** 0.5 if var > 0 else 1.0
+
+
 class StepRemedy:
     """Acts before every optimizer step: clipping, warmup, a one-time rate change.
 
@@ -199,7 +218,8 @@ class StepRemedy:
     room to grow (the healthy runs of the detection suite start at 4e-3–1.4e-2). An adaptive
     optimizer's (Adam, RMSprop, Adagrad, …) first step is its largest: ``g/√v`` is ±1 per
     element when ``v`` holds one squared gradient, and shrinks as noisy gradients average out.
-    So its first step aims at the band's upper edge, ``1e-2``.
+    So its first step aims at the band's upper edge, ``1e-2`` — for RMSprop, whose first step
+    lacks Adam's bias correction, ``1e-2/√(1−α)``, the same step once corrected.
     """
 
     band = (1e-4, 1e-2)
@@ -222,6 +242,7 @@ class StepRemedy:
             if factor is not None:
                 r = predicted_first_ratio(optimizer)
                 aim = self.aim["adaptive" if type(optimizer).__name__ in _SIGN_LIKE else "sgd"]
+                aim *= _uncorrected_first_step(optimizer)
                 if r == r and r > 0:
                     if self.remedy == "reduce_lr" and r * factor > self.band[1]:
                         factor = aim / r
