@@ -66,7 +66,10 @@ def apply_to_model(remedy: str, model: nn.Module, example=None) -> None:
     elif remedy == "use_relu_with_he_init":
         for old in (nn.Sigmoid, nn.Tanh):
             R.architecture.swap_activation(model, old, nn.ReLU, reinit=False)
-        R.init.apply(model, "auto", example=example)
+        swap = R.swap_functional_activation(model)  # torch.sigmoid(self.fc(x)) in forward too
+        R.init.apply(model, "auto", example=example)  # its traced pass sees the ReLUs: He
+        if example is not None:
+            swap.enter()  # the forward pass about to run is swapped too; its forward hook ends it
     elif remedy == "use_leaky_relu":
         R.architecture.swap_activation(model, nn.ReLU, nn.LeakyReLU, reinit=False)
         patch_functional_relu()

@@ -96,6 +96,7 @@ def build_arm(remedy: str, model: nn.Module, opt: torch.optim.Optimizer, steps: 
     if remedy == "use_relu_with_he_init":
         for old in (nn.Sigmoid, nn.Tanh):
             R.architecture.swap_activation(m, old, nn.ReLU, reinit=False)
+        R.swap_functional_activation(m)  # functional sigmoid/tanh on hidden layers too (hooks on the copy)
         R.init.apply(m, "auto")
     elif remedy in ("use_he_init", "break_symmetry"):
         R.init.apply(m, "auto")

@@ -4,6 +4,7 @@
     clip           gradient transforms in the optax style: clipping, AutoClip, AGC, skip non-finite
     schedules      ``step -> factor`` learning-rate schedules, ``LambdaLR`` adapter, range test
     architecture   rewrites that keep weights: activations, norms, residuals, pre-LN, RNN → LSTM
+    functional_swap  functional activations in ``forward`` (``torch.sigmoid(self.fc(x))``) swapped at run time
     optim          optimizer swaps and weight decay
 
 Example:
@@ -23,6 +24,7 @@ from .architecture import (LSTMAsRNN, RewriteReport, add_residual, insert_norm, 
                            swap_activation, use_pre_ln)
 from .clip import (adaptive_grad_clip, attach, autoclip, chain, clip_by_global_norm, clip_by_value,
                    final_layer_params, skip_nonfinite, unitwise_norm, zscore_clip)
+from .functional_swap import FunctionalSwap, swap_functional_activation
 from .critical import chi1, critical_for_q, critical_point, critical_sigma_w2, fixed_point_q, gaussian_moments
 from .init import POLICIES, InitEntry, InitReport, LoadReport, load_pretrained
 from .layers import final_layer, following_activation, following_modules
@@ -50,4 +52,5 @@ __all__ = [
     # architecture and optimizers
     "swap_activation", "insert_norm", "add_residual", "use_pre_ln", "rnn_to_lstm", "LSTMAsRNN", "rewrites",
     "RewriteReport", "swap_optimizer", "with_weight_decay",
+    "swap_functional_activation", "FunctionalSwap",
 ]
