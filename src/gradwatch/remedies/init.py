@@ -22,8 +22,10 @@ Policies (options in brackets):
     auto                       per layer, from the activation that follows it: He for ReLU-like
                                (with its negative slope), Xavier with calculate_gain for tanh /
                                sigmoid, Xavier for a linear output, orthogonal recurrent weights
+                               (the identity for a ReLU recurrence: IRNN, Le et al. 2015)
 Every policy also takes ``bias`` (a constant, or None to leave biases), ``generator`` and
-``layers`` (module names: only those are initialised).
+``layers`` (module names: only those are initialised). :func:`irnn` touches only the ReLU
+recurrences (identity recurrent matrix, zero biases) and keeps every other weight.
 
 Example:
     >>> import torch
