@@ -46,8 +46,7 @@ class Arm:
 
     model: nn.Module
     make_optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
-    clip_norm: float | None = None
-    warmup: int = 0
+    step_remedy: Any = None    # a :class:`gradwatch.inject.StepRemedy`, run before every step
     guard: bool = False
 
 
@@ -68,13 +67,12 @@ class TrialResult:
     error: str | None = None   # set when the remedy could not be applied to this model
 
 
-def _optimizer_factory(opt: torch.optim.Optimizer, lr_scale: float = 1.0, cls=None, **override):
+def _optimizer_factory(opt: torch.optim.Optimizer, cls=None, **override):
     cls = cls or type(opt)
     hyper = {k: v for k, v in opt.defaults.items() if k not in ("params",)}
     hyper.update(override)
     if "lr" in hyper and not override.get("lr"):
-        lr0 = opt.param_groups[0]["lr"]
-        hyper["lr"] = float(lr0) * lr_scale
+        hyper["lr"] = float(opt.param_groups[0]["lr"])
     if cls is not type(opt):
         hyper = {k: v for k, v in hyper.items() if k in ("lr", "weight_decay")}
     return lambda params: cls(params, **hyper)
@@ -120,18 +118,15 @@ def build_arm(remedy: str, model: nn.Module, opt: torch.optim.Optimizer, steps: 
         for mod in m.modules():
             if isinstance(getattr(mod, "bias", None), torch.Tensor):
                 nn.init.zeros_(mod.bias)
-    elif remedy == "reduce_lr":
-        make = _optimizer_factory(opt, 0.1)
-    elif remedy == "increase_lr":
-        make = _optimizer_factory(opt, 10.0)
     elif remedy == "use_adam":
         make = _optimizer_factory(opt, cls=torch.optim.Adam, lr=1e-3)
     elif remedy == "weight_decay":
         make = _optimizer_factory(opt, weight_decay=1e-4)
-    elif remedy == "clip_grad_norm":
-        return Arm(m, make, clip_norm=1.0)
-    elif remedy == "add_warmup":
-        return Arm(m, make, warmup=max(1, steps // 4))
+    elif remedy in ("reduce_lr", "increase_lr", "clip_grad_norm", "add_warmup"):
+        # the same step remedy as an injected script run: one rule for the rate, the clip, the warmup
+        from .inject import StepRemedy
+
+        return Arm(m, make, step_remedy=StepRemedy(remedy, warmup=max(1, steps // 4)))
     elif remedy == "guard":
         return Arm(m, make, guard=True)
     elif remedy != "baseline":
@@ -155,10 +150,6 @@ def _run_arm(name: str, arm: Arm, batches: Sequence, loss_fn: LossFn, steps: int
     model = arm.model
     model.train()
     opt = arm.make_optimizer(model.parameters())
-    sched = None
-    if arm.warmup:
-        w = arm.warmup
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / w))
     losses: list[float] = []
     with tempfile.TemporaryDirectory(prefix="gradwatch-trial-") as out:
         with watch(model, opt, out=out, every=max(1, steps // 5), stats_budget=None, guard=arm.guard):
@@ -167,11 +158,9 @@ def _run_arm(name: str, arm: Arm, batches: Sequence, loss_fn: LossFn, steps: int
                 loss = loss_fn(model(x), y)
                 opt.zero_grad()
                 loss.backward()
-                if arm.clip_norm is not None:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), arm.clip_norm)
+                if arm.step_remedy is not None:
+                    arm.step_remedy.before_step(opt)
                 opt.step()
-                if sched is not None:
-                    sched.step()
                 losses.append(float(loss.detach()))
         ctx = Context(load(out))
         span = across_layers(ctx)
