@@ -96,20 +96,28 @@ def test_increase_lr_goes_beyond_tenfold_for_a_typo_sized_rate(tmp_path):
     assert run_.steps.lr.map(lambda v: v[0]).iloc[0] > 1e-8
 
 
-def test_use_leaky_relu_reaches_functional_relu():
-    import torch
+def test_use_leaky_relu_reaches_functional_relu_inside_the_model_only():
     import torch.nn.functional as F
+    from torch import nn
 
-    from gradwatch.inject import patch_functional_relu, unpatch_functional_relu
+    from gradwatch.inject import apply_to_model
 
-    x = torch.tensor([-1.0, 2.0])
-    try:
-        patch_functional_relu()
-        assert torch.allclose(F.relu(x), torch.tensor([-0.01, 2.0])) and torch.allclose(torch.relu(x), F.relu(x))
-    finally:
-        unpatch_functional_relu()
-    assert F.relu(x).tolist() == [0.0, 2.0]
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.out = nn.Linear(2, 2), nn.Linear(2, 1)
 
+        def forward(self, x):
+            self.hidden = F.relu(self.fc(x))
+            return self.out(self.hidden)
+
+    torch.manual_seed(0)
+    net, x = Net(), torch.randn(64, 2)
+    apply_to_model("use_leaky_relu", net)
+    net(x)
+    assert (net.hidden < 0).any()  # leaky: negative inputs pass at slope 0.01
+    assert torch.allclose(net.hidden[net.hidden < 0] / net.fc(x)[net.hidden < 0], torch.tensor(0.01))
+    assert F.relu(torch.tensor([-1.0])).item() == 0.0  # outside the model's forward nothing changed
 
 def test_predicted_first_ratio_matches_the_step_taken():
     import torch

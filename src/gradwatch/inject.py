@@ -72,50 +72,11 @@ def apply_to_model(remedy: str, model: nn.Module, example=None) -> None:
             swap.enter()  # the forward pass about to run is swapped too; its forward hook ends it
     elif remedy == "use_leaky_relu":
         R.architecture.swap_activation(model, nn.ReLU, nn.LeakyReLU, reinit=False)
-        patch_functional_relu()
+        swap = R.swap_functional_activation(model, old=("relu",), new=R.leaky_relu)  # F.relu in forward too
+        if example is not None:
+            swap.enter()
     else:
         raise ValueError(f"{remedy!r} is not a model remedy; injectable: {', '.join(INJECTABLE)}")
-
-
-_ORIGINAL_RELU: dict = {}
-
-
-def patch_functional_relu(negative_slope: float = 0.01) -> None:
-    """Make ``F.relu`` / ``torch.relu`` leaky for the rest of this process (idempotent).
-
-    Scripts that call the functional ReLU have no module to swap; a trial runs in its own
-    process, so patching the functions there reaches them too. :func:`unpatch_functional_relu`
-    restores them.
-    """
-    import torch.nn.functional as F
-
-    if _ORIGINAL_RELU:
-        return
-    _ORIGINAL_RELU.update(F=F.relu, torch=torch.relu)
-
-    def leaky(input, inplace: bool = False):  # noqa: A002 - F.relu's own signature
-        return F.leaky_relu(input, negative_slope, inplace=inplace)
-
-    F.relu = leaky
-    torch.relu = lambda input: F.leaky_relu(input, negative_slope)  # noqa: E731
-
-
-def unpatch_functional_relu() -> None:
-    """Undo :func:`patch_functional_relu`.
-
-    Example:
-        >>> import torch
-        >>> patch_functional_relu(0.1)
-        >>> round(float(torch.relu(torch.tensor(-1.0))), 3)
-        -0.1
-        >>> unpatch_functional_relu()
-        >>> float(torch.relu(torch.tensor(-1.0)))
-        0.0
-    """
-    import torch.nn.functional as F
-
-    if _ORIGINAL_RELU:
-        F.relu, torch.relu = _ORIGINAL_RELU.pop("F"), _ORIGINAL_RELU.pop("torch")
 
 
 _SIGN_LIKE = ("Adam", "AdamW", "NAdam", "RAdam", "Adamax", "SparseAdam", "Adagrad", "RMSprop", "Adadelta")

@@ -114,6 +114,7 @@ def build_arm(remedy: str, model: nn.Module, opt: torch.optim.Optimizer, steps: 
         R.architecture.use_pre_ln(m)
     elif remedy == "use_leaky_relu":
         R.architecture.swap_activation(m, nn.ReLU, nn.LeakyReLU, reinit=False)
+        R.swap_functional_activation(m, old=("relu",), new=R.leaky_relu)
     elif remedy == "zero_bias_init":
         for mod in m.modules():
             if isinstance(getattr(mod, "bias", None), torch.Tensor):

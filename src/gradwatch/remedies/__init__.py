@@ -24,7 +24,7 @@ from .architecture import (LSTMAsRNN, RewriteReport, add_residual, insert_norm, 
                            swap_activation, use_pre_ln)
 from .clip import (adaptive_grad_clip, attach, autoclip, chain, clip_by_global_norm, clip_by_value,
                    final_layer_params, skip_nonfinite, unitwise_norm, zscore_clip)
-from .functional_swap import FunctionalSwap, swap_functional_activation
+from .functional_swap import FunctionalSwap, leaky_relu, swap_functional_activation
 from .critical import chi1, critical_for_q, critical_point, critical_sigma_w2, fixed_point_q, gaussian_moments
 from .init import POLICIES, InitEntry, InitReport, LoadReport, load_pretrained
 from .layers import final_layer, following_activation, following_modules

@@ -52,7 +52,9 @@ class _Swap(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         name = FUNCTIONAL_ACTIVATIONS.get(func)
-        if name in self.owner.old and args and not kwargs.get("out"):
+        # in-place calls (F.relu(h, inplace=True)) are left alone: rewriting h in place would
+        # change a tensor the replacement's backward has saved
+        if name in self.owner.old and args and not kwargs.get("out") and not kwargs.get("inplace"):
             layer = self.owner.layer_of(args[0])
             if layer is not None:
                 self.owner.note(layer)
@@ -139,6 +141,16 @@ class FunctionalSwap:
         for h in self._handles:
             h.remove()
         self._handles.clear()
+
+
+def leaky_relu(x: torch.Tensor) -> torch.Tensor:
+    """LeakyReLU with PyTorch's default slope 0.01, as a one-argument replacement.
+
+    Example:
+        >>> leaky_relu(torch.tensor([-1.0, 2.0])).tolist()
+        [-0.009999999776482582, 2.0]
+    """
+    return torch.nn.functional.leaky_relu(x, 0.01)
 
 
 def swap_functional_activation(model: nn.Module, old: tuple[str, ...] = ("sigmoid", "tanh"),
