@@ -42,6 +42,11 @@ def setup(remedy_id):
         model, x = RNNNet("relu" if remedy_id == "irnn_init" else "tanh"), torch.randn(4, 5, 3)
     elif remedy_id in TRANSFORMER_IDS:
         model, x = TransformerNet(), torch.randn(4, 5, 8)
+    elif remedy_id == "fixup_init":  # without a recorded run the snippet finds Residual wrappers
+        from gradwatch.remedies import Residual
+
+        block = lambda: Residual(nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8)))  # noqa: E731
+        model, x = nn.Sequential(nn.Linear(6, 8), block(), block(), nn.Linear(8, 2)), torch.randn(4, 6)
     else:
         model = nn.Sequential(nn.Linear(6, 8), nn.Sigmoid(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 8),
                               nn.ReLU(), nn.Linear(8, 2))

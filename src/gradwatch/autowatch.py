@@ -52,6 +52,7 @@ class AutoWatch:
         self._remedied: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()
         self.watcher: Watcher | None = None
         self._roots: "weakref.WeakKeyDictionary[nn.Module, int]" = weakref.WeakKeyDictionary()
+        self._first_args: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
         self._depth = 0
         self._ignored: "weakref.WeakSet[torch.optim.Optimizer]" = weakref.WeakSet()
         self._module_handles = [
@@ -86,6 +87,8 @@ class AutoWatch:
     def _pre(self, module, args):
         if self._depth == 0:
             self._roots[module] = self._roots.get(module, 0) + 1
+            if self.watcher is None and module not in self._first_args and torch.is_grad_enabled():
+                self._first_args[module] = args  # one batch per top-level module, until the watcher exists
             if self.model_remedy and module not in self._remedied and torch.is_grad_enabled() \
                     and any(p.requires_grad for p in module.parameters()):
                 from .inject import apply_to_model
@@ -126,6 +129,10 @@ class AutoWatch:
             self.watcher = Watcher(root, optimizer, out=self.out, first_stats_step=1, **self.watch_kwargs)
             if first_loss is not None:
                 self.watcher._saw_loss(first_loss)
+            first_args = self._first_args.get(root)
+            self._first_args = weakref.WeakKeyDictionary()  # the batches are not held any longer
+            if first_args is not None:
+                self.watcher.describe_forward(*first_args)  # residual blocks written in forward()
             if not self.model_remedy:  # a model remedy still needs to see top-level calls
                 self._remove_module_hooks()
         elif root is w.model or params <= set(w._param_ids):

@@ -22,7 +22,7 @@ from .lr_scale import scale_lr
 
 #: remedies that can act on a running script, and where they act
 MODEL_REMEDIES = ("use_he_init", "break_symmetry", "critical_init", "orthogonal_init", "irnn_init",
-                  "zero_bias_init", "use_relu_with_he_init", "use_leaky_relu")
+                  "fixup_init", "zero_bias_init", "use_relu_with_he_init", "use_leaky_relu")
 STEP_REMEDIES = ("reduce_lr", "increase_lr", "clip_grad_norm", "add_warmup", "guard")
 INJECTABLE = MODEL_REMEDIES + STEP_REMEDIES
 
@@ -59,6 +59,11 @@ def apply_to_model(remedy: str, model: nn.Module, example=None) -> None:
         R.init.apply(model, "orthogonal")
     elif remedy == "irnn_init":
         R.init.irnn(model)
+    elif remedy == "fixup_init":  # the residual blocks written in forward, seen in a traced pass
+        from .probes.traced_residuals import traced_residual_blocks
+
+        blocks = traced_residual_blocks(model, example) if example is not None else []
+        R.init.apply(model, "fixup", branches=blocks or None, example=example)
     elif remedy == "zero_bias_init":
         for m in model.modules():
             if isinstance(getattr(m, "bias", None), torch.Tensor):

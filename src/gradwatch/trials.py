@@ -104,6 +104,8 @@ def build_arm(remedy: str, model: nn.Module, opt: torch.optim.Optimizer, steps: 
         R.init.apply(m, "orthogonal")
     elif remedy == "irnn_init":
         R.init.irnn(m)
+    elif remedy == "fixup_init":  # Residual/ReZero wrappers (a script run also finds blocks written in forward)
+        R.init.apply(m, "fixup")
     elif remedy == "add_batchnorm":
         m = R.architecture.insert_norm(m, norm="batch") or m
     elif remedy == "add_residual":
@@ -136,7 +138,7 @@ def build_arm(remedy: str, model: nn.Module, opt: torch.optim.Optimizer, steps: 
 
 
 TRIABLE = ("use_relu_with_he_init", "use_he_init", "break_symmetry", "critical_init", "orthogonal_init",
-           "irnn_init", "add_batchnorm", "add_residual", "use_lstm", "use_gru", "use_pre_ln", "use_leaky_relu",
+           "irnn_init", "fixup_init", "add_batchnorm", "add_residual", "use_lstm", "use_gru", "use_pre_ln", "use_leaky_relu",
            "zero_bias_init", "reduce_lr", "increase_lr", "use_adam", "weight_decay", "clip_grad_norm",
            "add_warmup", "guard")
 

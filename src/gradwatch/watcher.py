@@ -218,6 +218,7 @@ class Watcher:
         self.flush_seconds = flush_seconds
         self.out = Path(out) if out is not None else _default_out()
         self.optimizers: list[torch.optim.Optimizer] = []
+        self._residual_blocks: list[str] | None = None
         self._opt_handles: list[Any] = []
         self._handles: list[Any] = []
 
@@ -289,7 +290,26 @@ class Watcher:
     def _describe(self) -> None:
         info = describe_model(self.model, self.optimizers[0] if self.optimizers else None)
         info["optimizers"] = [describe_optimizer(o) for o in self.optimizers]
+        if self._residual_blocks is not None:
+            info["residual_blocks"] = self._residual_blocks
         self.store.set_meta(model=info)
+
+    def describe_forward(self, *args: Any, **kwargs: Any) -> list[str]:
+        """Record what only a forward pass shows: the residual blocks written in ``forward``
+        (``x + f(x)``), read from one traced pass on these inputs (no_grad, eval mode, random
+        generators restored: training is not disturbed). ``gradwatch run`` does this with the
+        script's first batch; the diagnosis then knows an unnormalised residual stream when it
+        sees one. Returns the block names.
+
+        Example:
+            >>> # with gw.watch(model, opt) as w:
+            >>> #     w.describe_forward(x_first_batch)   # -> ['blocks.0', 'blocks.1', ...]
+        """
+        from .probes.traced_residuals import traced_residual_blocks
+
+        self._residual_blocks = traced_residual_blocks(self.model, args, kwargs)
+        self._describe()
+        return self._residual_blocks
 
     # ------------------------------------------------------------ step cycle
     def _stat_step(self, step: int) -> bool:

@@ -95,6 +95,24 @@ def normalisation(ctx: Context) -> list[Cause]:
     return []
 
 
+def residual_stream(ctx: Context) -> list[Cause]:
+    """Residual blocks (seen in a traced forward pass) adding to a stream no layer normalises:
+    each block adds its branch's variance, so the stream and its gradients grow with depth
+    (Zhang et al. 2019, Fixup §2).
+
+    Example:
+        >>> class _Ctx: model = {"residual_blocks": ["b.0", "b.1"], "norm_layers": []}
+        >>> [c.id for c in residual_stream(_Ctx())]
+        ['residual_without_normalisation']
+    """
+    blocks = ctx.model.get("residual_blocks") or []
+    if blocks and not ctx.model.get("norm_layers"):
+        return [Cause("residual_without_normalisation",
+                      f"{len(blocks)} residual blocks add their branch to the stream and no layer normalises it: "
+                      "with standard-init branches the stream's variance grows block after block")]
+    return []
+
+
 def residual(ctx: Context) -> list[Cause]:
     if ctx.model.get("class") == "Sequential" and len(ctx.layers) >= 8:
         return [Cause("no_residual", "a plain nn.Sequential chain: no skip path carries the gradient past layers")]

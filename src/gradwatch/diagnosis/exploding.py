@@ -26,14 +26,16 @@ def check(ctx: Context, warn_orders: float = 3.0, critical_orders: float = 6.0,
     span = across_layers(ctx)
     if span is not None and span.log10_ratio >= warn_orders:
         sev = "critical" if span.log10_ratio >= critical_orders else "warning"
-        causes = C.init_scale(ctx, "large") + C.depth(ctx) + C.normalisation(ctx)
+        causes = C.residual_stream(ctx) + C.init_scale(ctx, "large") + C.depth(ctx) + C.normalisation(ctx)
         out.append(Finding(
             kind="exploding_gradients", severity=sev, first_step=span.first_step, layers=span.layers,
             summary=(f"gradients grow {10 ** span.log10_ratio:.1e}× from the output layer to the first layer; "
                      "the first layers take steps far too large for their weights"),
             evidence={"grad_ratio_first_to_last": 10 ** span.log10_ratio, "measured": span.source,
                       "healthy_band": "within ~100× across layers", "profile_input_to_output": span.profile},
-            causes=causes, remedies=prescribe_all(["use_he_init", "add_batchnorm", "clip_grad_norm"], ctx)))
+            causes=causes,
+            remedies=prescribe_all((["fixup_init"] if C.residual_stream(ctx) else [])
+                                   + ["use_he_init", "add_batchnorm", "clip_grad_norm"], ctx)))
     for t in through_time(ctx):
         if t.log10_ratio >= warn_orders:
             sev = "critical" if t.log10_ratio >= critical_orders else "warning"

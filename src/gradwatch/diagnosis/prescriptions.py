@@ -54,6 +54,12 @@ _CATALOG: dict[str, tuple[str, str]] = {
         "Initialise weights orthogonally (recurrent weights: spectral radius exactly 1)",
         "import gradwatch as gw\ngw.init.apply(model, 'orthogonal')",
     ),
+    "fixup_init": (
+        "Fixup init for the residual blocks (Zhang et al. 2019): each branch's last layer and the classifier "
+        "at 0, the other branch layers scaled by L^(−1/(2m−2)), so the residual stream no longer grows with depth",
+        "import gradwatch as gw\n"
+        "print(gw.init.apply(model, 'fixup', branches={branches}))  # the f of each x + f(x)",
+    ),
     "irnn_init": (
         "Start the ReLU recurrence at the identity with zero biases (IRNN, Le et al. 2015): the state carries "
         "itself forward and the gradient through time neither grows nor fades",
@@ -128,6 +134,21 @@ _CATALOG: dict[str, tuple[str, str]] = {
 _CLASS_OF = {name: cls.__name__ for cls, name in MODULE_ACTIVATIONS.items()}
 
 
+def _names_expr(names: list[str]) -> str:
+    """Python for a list of module names: ``[f"blocks.{i}" for i in range(30)]`` when they are
+    one ModuleList's items in order, the plain list otherwise.
+
+    Example:
+        >>> _names_expr(["b.0", "b.1", "b.2"]), _names_expr(["x", "y"])
+        ('[f"b.{i}" for i in range(3)]', "['x', 'y']")
+    """
+    prefixes = {n.rpartition(".")[0] for n in names}
+    tails = [n.rpartition(".")[2] for n in names]
+    if len(names) > 2 and len(prefixes) == 1 and tails == [str(i) for i in range(len(names))]:
+        return f'[f"{prefixes.pop()}.{{i}}" for i in range({len(names)})]'
+    return repr(names)
+
+
 def facts(ctx: Any = None) -> dict[str, str]:
     """The model facts the code templates need, read off a rule context (defaults without one).
 
@@ -136,9 +157,13 @@ def facts(ctx: Any = None) -> dict[str, str]:
         '(nn.Sigmoid, nn.Tanh)'
     """
     out = {"saturating": "(nn.Sigmoid, nn.Tanh)", "functional_note": "", "norm": "batch",
-           "norm_title": "BatchNorm", "opt_class": "type(opt)", "lr_was": "", "lr_comment": "", "warmup": "500"}
+           "norm_title": "BatchNorm", "opt_class": "type(opt)", "lr_was": "", "lr_comment": "", "warmup": "500",
+           "branches": "None"}
     if ctx is None:
         return out
+    blocks = ctx.model.get("residual_blocks")
+    if blocks:
+        out["branches"] = _names_expr(list(blocks))
     mods = ctx.run.modules
     acts = mods[mods["kind"] == "activation"] if len(mods) else mods
     module_classes, functional = set(), set()

@@ -113,20 +113,40 @@ def traced_following_modules(model: nn.Module, args: Any, kwargs: dict | None = 
                 produced[id(output)] = (layer, weakref.ref(output))
 
     handles = [m.register_forward_hook(hook) for m in model.modules()]
-    training = {m: m.training for m in model.modules()}
-    # the generators come back as they were; CUDA's only if in use (forking it would start it)
-    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() and torch.cuda.is_initialized() else []
     seen = _Seen(owner_of)
+    if not run_traced(model, args, kwargs, seen, handles):
+        return follow  # a model that cannot be run here keeps the module-order answer
+    # a module activation is itself a functional call inside; only the gaps are filled
+    return {n: (a if a is not None else seen.found.get(n)) for n, a in follow.items()}
+
+
+def run_traced(model: nn.Module, args: tuple, kwargs: dict | None, mode: TorchFunctionMode, handles: list) -> bool:
+    """One forward pass ``model(*args, **kwargs)`` under ``mode`` with no side effect on training:
+    no_grad, eval mode (no BatchNorm statistics move), the random generators put back (CUDA's
+    only if already in use: forking it would start it). ``handles`` (hooks the caller installed)
+    are removed afterwards. Returns False when the pass raised.
+
+    Example:
+        >>> import torch
+        >>> class Count(TorchFunctionMode):
+        ...     calls = 0
+        ...     def __torch_function__(self, func, types, args=(), kwargs=None):
+        ...         Count.calls += 1
+        ...         return func(*args, **(kwargs or {}))
+        >>> run_traced(torch.nn.Linear(2, 2), (torch.randn(1, 2),), None, Count(), []), Count.calls > 0
+        (True, True)
+    """
+    training = {m: m.training for m in model.modules()}
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() and torch.cuda.is_initialized() else []
     try:
         model.eval()
-        with torch.random.fork_rng(devices=cuda), torch.no_grad(), seen:
+        with torch.random.fork_rng(devices=cuda), torch.no_grad(), mode:
             model(*args, **(kwargs or {}))
-    except Exception:  # noqa: BLE001 - a model that cannot be run here keeps the module-order answer
-        return follow
+        return True
+    except Exception:  # noqa: BLE001 - the caller falls back to what it knows without the pass
+        return False
     finally:
         for h in handles:
             h.remove()
         for m, was in training.items():
             m.train(was)
-    # a module activation is itself a functional call inside; only the gaps are filled
-    return {n: (a if a is not None else seen.found.get(n)) for n, a in follow.items()}

@@ -49,7 +49,8 @@ def _scaled(rule: R.Rule, scale: float, why: str) -> R.Rule:
 
 
 def fixup_layer_rules(model: nn.Module, branches: list[str] | None = None,
-                      gen: torch.Generator | None = None) -> tuple[dict[str, R.Rule], list[str]]:
+                      gen: torch.Generator | None = None,
+                      follow: dict | None = None) -> tuple[dict[str, R.Rule], list[str]]:
     """The Fixup rule for every layer that differs from the standard init, and notes.
 
     Args:
@@ -57,6 +58,8 @@ def fixup_layer_rules(model: nn.Module, branches: list[str] | None = None,
         branches: names of the residual branch modules (the ``f`` of ``x + f(x)``); by default
             every :class:`~gradwatch.remedies.residual.Residual` / ``ReZero`` wrapper's inside.
         gen: a generator for the draws.
+        follow: the activation after each weight layer of ``model`` (full names), e.g. from a
+            traced forward pass that sees ``F.relu``; by default read from each branch's modules.
 
     Returns:
         ``({layer name: rule}, notes)``; layers not named keep the standard (auto) init.
@@ -82,15 +85,16 @@ def fixup_layer_rules(model: nn.Module, branches: list[str] | None = None,
     inside: set[str] = set()
     for bname, branch in found:
         layers = weight_layers(branch)
-        follow = following_modules(branch)
+        local = following_modules(branch)
         m = len(layers)
         for k, (lname, _) in enumerate(layers):
             full = f"{bname}.{lname}" if lname else bname
             inside.add(full)
-            base = R.auto_rule(follow.get(lname), gen)
+            act = follow.get(full) if follow is not None and follow.get(full) is not None else local.get(lname)
+            base = R.auto_rule(act, gen)
             if k < m - 1:
                 rules[full] = _scaled(base, L ** (-1.0 / (2 * m - 2)), f"L^(-1/(2m-2)), L={L}, m={m}")
-            elif _slope_at_zero(follow.get(lname)) > 0:
+            elif _slope_at_zero(act) > 0:
                 rules[full] = R.zeros_rule()
             else:
                 rules[full] = _scaled(base, L ** -0.5, f"L^(-1/2), L={L}")

@@ -110,7 +110,7 @@ def apply(model: nn.Module, policy: str = "auto", **kw: Any) -> InitReport:
     if policy == "rezero":
         return _rezero(model, report, gen, bias)
     if policy == "fixup":
-        return _fixup(model, report, kw.get("branches"), gen, bias)
+        return _fixup(model, report, kw.get("branches"), gen, bias, kw.get("example"))
     if policy == "lsuv":
         if kw.get("data") is None:
             raise ValueError("policy 'lsuv' needs a batch of inputs: apply(model, 'lsuv', data=x)")
@@ -363,12 +363,19 @@ def _rezero(model: nn.Module, report: InitReport, gen, bias) -> InitReport:
     return report
 
 
-def _fixup(model: nn.Module, report: InitReport, branches, gen, bias) -> InitReport:
+def _fixup(model: nn.Module, report: InitReport, branches, gen, bias, example=None) -> InitReport:
     """Fixup (Zhang et al. 2019): the last layer of each branch and the classifier at 0, the other
-    branch layers He-initialised and scaled by L^(−1/(2m−2))."""
+    branch layers He-initialised and scaled by L^(−1/(2m−2)). With ``example`` the activation
+    after each layer is also read from functional calls (``F.relu(self.a(x))``: He, not Xavier)."""
     from .fixup import fixup_layer_rules
 
-    layer_rules, notes = fixup_layer_rules(model, branches, gen)
+    follow = None
+    if example is not None:
+        from ..probes.traced_activations import traced_following_modules
+
+        follow = traced_following_modules(model, example)
+    layer_rules, notes = fixup_layer_rules(model, branches, gen, follow)
     report.notes += notes
-    _walk(model, report, lambda n, m, a: layer_rules.get(n) or R.auto_rule(a, gen), gen, bias, "fixup")
+    _walk(model, report, lambda n, m, a: layer_rules.get(n) or R.auto_rule(a, gen), gen, bias, "fixup",
+          example=example)
     return report
