@@ -74,3 +74,36 @@ def test_report_dom_parses_and_keeps_names_as_text(tmp_path, report_html):
     assert "<script" not in dom.lower()  # the module named <script>… stayed text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom
     assert dom.count("<img") == 10
+
+
+def test_lab_gallery_renders_without_errors_with_its_figures(tmp_path):
+    # two real quick experiments (seconds each), one forced to fail a check, through the gallery writer
+    import dataclasses
+
+    from gradwatch.lab import e07_loss_choice as e07
+    from gradwatch.lab import e15_greedy_pretraining as e15
+    from gradwatch.lab.gallery import write_gallery
+    from gradwatch.lab.runner import run_experiment
+
+    results = [run_experiment(e15, out=tmp_path, quiet=True), run_experiment(e07, out=tmp_path, quiet=True)]
+    failed = results[1].checks[0]
+    results[1].checks[0] = dataclasses.replace(failed, passed=False)
+    page = write_gallery(results, tmp_path)
+    shot = tmp_path / "gallery.png"
+    res = _chromium(tmp_path, f"--screenshot={shot}", "--window-size=1280,2400", page.as_uri())
+    assert shot.is_file(), res.stderr[-2000:]
+    assert _console_messages(res.stderr) == []
+    if os.environ.get("GRADWATCH_SCREENSHOT"):
+        shutil.copy(shot, os.environ["GRADWATCH_SCREENSHOT"].replace(".png", "-gallery.png"))
+    dom = _chromium(tmp_path, "--dump-dom", page.as_uri()).stdout
+    assert dom.count('src="data:image/png;base64,') == sum(len(r.figures) for r in results) > 0
+
+    import matplotlib.image as mpimg
+
+    px = mpimg.imread(shot)[..., :3]
+    assert px.std() > 0.05
+    colour = px.max(axis=-1) - px.min(axis=-1) > 0.35  # plot lines and verdicts, not grey text
+    assert colour.mean() > 0.002
+    green = (px[..., 1] > px[..., 0] + 0.15) & (px[..., 1] > px[..., 2] + 0.1)  # "reproduced"
+    red = (px[..., 0] > 0.55) & (px[..., 1] < 0.35) & (px[..., 2] < 0.35)     # "not reproduced", ✗
+    assert green.sum() > 50 and red.sum() > 50
