@@ -121,8 +121,11 @@ def test_an_interrupted_script_keeps_its_record(tmp_path, sig, status):
     import time
 
     s = script(tmp_path, LONG)
+    # a shell without job control starts background jobs with SIGINT ignored, and Python then keeps
+    # it ignored (no KeyboardInterrupt): give the child the default disposition, as a terminal would
     proc = subprocess.Popen(GRADWATCH + ["run", "--out", "r", "--json", "d.json", str(s)], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stdout.readline().strip() == "ready"
     time.sleep(0.2)
     proc.send_signal(getattr(signal, sig))
