@@ -53,6 +53,7 @@ class AutoWatch:
         self.watcher: Watcher | None = None
         self._roots: "weakref.WeakKeyDictionary[nn.Module, int]" = weakref.WeakKeyDictionary()
         self._first_args: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
+        self._tracing = False
         self._depth = 0
         self._ignored: "weakref.WeakSet[torch.optim.Optimizer]" = weakref.WeakSet()
         self._module_handles = [
@@ -85,6 +86,8 @@ class AutoWatch:
 
     # global module hooks: remember the modules called at the top level
     def _pre(self, module, args):
+        if self._tracing:  # the watcher's traced pass on a copy of the model: not the script's call
+            return
         if self._depth == 0:
             self._roots[module] = self._roots.get(module, 0) + 1
             if self.watcher is None and module not in self._first_args and torch.is_grad_enabled():
@@ -101,6 +104,8 @@ class AutoWatch:
         self._depth += 1
 
     def _post(self, module, args, output):
+        if self._tracing:
+            return
         self._depth = max(0, self._depth - 1)
 
     def _remove_module_hooks(self) -> None:
@@ -132,7 +137,11 @@ class AutoWatch:
             first_args = self._first_args.get(root)
             self._first_args = weakref.WeakKeyDictionary()  # the batches are not held any longer
             if first_args is not None:
-                self.watcher.describe_forward(*first_args)  # residual blocks written in forward()
+                self._tracing = True
+                try:
+                    self.watcher.describe_forward(*first_args)  # residual blocks written in forward()
+                finally:
+                    self._tracing = False
             if not self.model_remedy:  # a model remedy still needs to see top-level calls
                 self._remove_module_hooks()
         elif root is w.model or params <= set(w._param_ids):

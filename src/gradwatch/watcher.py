@@ -294,22 +294,43 @@ class Watcher:
             info["residual_blocks"] = self._residual_blocks
         self.store.set_meta(model=info)
 
-    def describe_forward(self, *args: Any, **kwargs: Any) -> list[str]:
+    def describe_forward(self, *args: Any, max_copy_bytes: int = 256 * 2**20, **kwargs: Any) -> list[str]:
         """Record what only a forward pass shows: the residual blocks written in ``forward``
-        (``x + f(x)``), read from one traced pass on these inputs (no_grad, eval mode, random
-        generators restored: training is not disturbed). ``gradwatch run`` does this with the
-        script's first batch; the diagnosis then knows an unnormalised residual stream when it
-        sees one. Returns the block names.
+        (``x + f(x)``), read from one traced pass on these inputs. ``gradwatch run`` does this
+        with the script's first batch; the diagnosis then knows an unnormalised residual stream
+        when it sees one. Returns the block names.
+
+        The pass runs on a copy of the model without its hooks (no_grad, eval mode, random
+        generators restored), so nothing a forward pass may change — an RNN's stored hidden
+        state, a counter, a hook's captured features — changes in the model being trained. A
+        model whose parameters and buffers exceed ``max_copy_bytes`` is not copied and not
+        traced (an empty list).
 
         Example:
             >>> # with gw.watch(model, opt) as w:
             >>> #     w.describe_forward(x_first_batch)   # -> ['blocks.0', 'blocks.1', ...]
         """
+        import copy
+
         from .probes.traced_residuals import traced_residual_blocks
 
-        self._residual_blocks = traced_residual_blocks(self.model, args, kwargs)
+        size = sum(t.numel() * t.element_size() for t in [*self.model.parameters(), *self.model.buffers()])
+        blocks: list[str] = []
+        if size <= max_copy_bytes:
+            try:
+                twin = copy.deepcopy(self.model)
+            except Exception:  # noqa: BLE001 - a model that cannot be copied is not traced
+                twin = None
+            if twin is not None:
+                for m in twin.modules():
+                    for hooks in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
+                                  "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs",
+                                  "_forward_hooks_always_called"):
+                        getattr(m, hooks, {}).clear()
+                blocks = traced_residual_blocks(twin, args, kwargs)
+        self._residual_blocks = blocks
         self._describe()
-        return self._residual_blocks
+        return blocks
 
     # ------------------------------------------------------------ step cycle
     def _stat_step(self, step: int) -> bool:

@@ -110,3 +110,37 @@ def test_gradwatch_run_records_the_blocks_and_the_diagnosis_prescribes_fixup(tmp
     f = next(f for f in d.findings if f.kind == "exploding_gradients")
     assert f.remedies[0].id == "fixup_init" and "residual_without_normalisation" in [c.id for c in f.causes]
     assert 'range(24)' in f.remedies[0].code
+
+
+def test_the_traced_pass_leaves_a_stateful_model_exactly_as_the_plain_run(tmp_path):
+    # a forward with side effects (a call counter, a carried hidden state) must not see the watcher's pass
+    import subprocess
+    import sys
+    import textwrap
+
+    script = tmp_path / "stateful.py"
+    script.write_text(textwrap.dedent('''
+        import torch, torch.nn as nn
+        torch.manual_seed(0)
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc, self.out, self.calls, self.h = nn.Linear(4, 4), nn.Linear(4, 1), 0, None
+            def forward(self, x):
+                self.calls += 1
+                h = x + self.fc(x) if self.h is None else x + self.fc(x) + self.h
+                self.h = h.detach().mean(0)
+                return self.out(h)
+        model = Net()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for step in range(5):
+            loss = model(torch.randn(8, 4)).pow(2).mean()
+            opt.zero_grad(); loss.backward(); opt.step()
+        print(model.calls, repr(loss.item()), model.fc.weight.sum().item())
+    '''))
+    plain = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    watched = subprocess.run([sys.executable, "-m", "gradwatch.cli", "run", "--out", str(tmp_path / "r"), str(script)],
+                             capture_output=True, text=True)
+    assert plain.returncode == 0 and watched.returncode == 0, watched.stderr
+    assert watched.stdout.splitlines()[0] == plain.stdout.strip()
+    assert gw.load(tmp_path / "r").model["residual_blocks"] == []  # the root's own add is not a block
