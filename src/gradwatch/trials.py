@@ -88,24 +88,12 @@ def build_arm(remedy: str, model: nn.Module, opt: torch.optim.Optimizer, steps: 
         >>> # arm = build_arm("use_he_init", model, opt, steps=50); arm.model is not model
     """
     from . import remedies as R
+    from .inject import MODEL_REMEDIES, StepRemedy, apply_to_model
 
     m = copy.deepcopy(model)
     make = _optimizer_factory(opt)
-    if remedy == "use_relu_with_he_init":
-        for old in (nn.Sigmoid, nn.Tanh):
-            R.architecture.swap_activation(m, old, nn.ReLU, reinit=False)
-        R.swap_functional_activation(m)  # functional sigmoid/tanh on hidden layers too (hooks on the copy)
-        R.init.apply(m, "auto")
-    elif remedy in ("use_he_init", "break_symmetry"):
-        R.init.apply(m, "auto")
-    elif remedy == "critical_init":
-        R.init.apply(m, "critical")
-    elif remedy == "orthogonal_init":
-        R.init.apply(m, "orthogonal")
-    elif remedy == "irnn_init":
-        R.init.irnn(m)
-    elif remedy == "fixup_init":  # Residual/ReZero wrappers (a script run also finds blocks written in forward)
-        R.init.apply(m, "fixup")
+    if remedy in MODEL_REMEDIES:  # the same code as an injected script run, on the copy
+        apply_to_model(remedy, m)
     elif remedy == "add_batchnorm":
         m = R.architecture.insert_norm(m, norm="batch") or m
     elif remedy == "add_residual":
@@ -114,21 +102,12 @@ def build_arm(remedy: str, model: nn.Module, opt: torch.optim.Optimizer, steps: 
         m = R.architecture.rnn_to_lstm(m, cell="lstm" if remedy == "use_lstm" else "gru") or m
     elif remedy == "use_pre_ln":
         R.architecture.use_pre_ln(m)
-    elif remedy == "use_leaky_relu":
-        R.architecture.swap_activation(m, nn.ReLU, nn.LeakyReLU, reinit=False)
-        R.swap_functional_activation(m, old=("relu",), new=R.leaky_relu)
-    elif remedy == "zero_bias_init":
-        for mod in m.modules():
-            if isinstance(getattr(mod, "bias", None), torch.Tensor):
-                nn.init.zeros_(mod.bias)
     elif remedy == "use_adam":
         make = _optimizer_factory(opt, cls=torch.optim.Adam, lr=1e-3)
     elif remedy == "weight_decay":
         make = _optimizer_factory(opt, weight_decay=1e-4)
     elif remedy in ("reduce_lr", "increase_lr", "clip_grad_norm", "add_warmup"):
         # the same step remedy as an injected script run: one rule for the rate, the clip, the warmup
-        from .inject import StepRemedy
-
         return Arm(m, make, step_remedy=StepRemedy(remedy, warmup=max(1, steps // 4)))
     elif remedy == "guard":
         return Arm(m, make, guard=True)
