@@ -207,7 +207,9 @@ def trial_case(case, out: Path, trial_steps: int) -> dict:
     row["script_steps"] = ranked.get("steps")
     if tried:
         best = min(tried, key=lambda r: r["trial"]["after"] if isinstance(r["trial"]["after"], float) else math.inf)
-        row.update(before=tried[0]["trial"]["before"], best=best["id"], after=best["trial"]["after"],
+        # the exact spec the trial injected (add_warmup:25), so the full run applies what was tried
+        row.update(before=tried[0]["trial"]["before"], best=best["trial"].get("applied") or best["id"],
+                   after=best["trial"]["after"],
                    rule_first=first_serious["remedies"][0]["id"] if first_serious and first_serious["remedies"] else None)
         row["trial_first_choice"] = row["rule_first"] == best["id"]
         row["improved"] = _better(row["after"], row["before"])

@@ -54,6 +54,34 @@ def test_unknown_remedy_is_a_one_line_error(tmp_path):
     assert r.returncode == 2 and "cannot apply 'magic'" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_warmup_length_and_clip_threshold_are_given_after_a_colon(tmp_path):
+    r, run_ = run(tmp_path, "--remedy", "add_warmup:10", "--steps", "20")
+    assert r.returncode == 0, r.stderr
+    lrs = run_.steps.lr.map(lambda v: v[0]).to_numpy()
+    assert abs(lrs[0] - 0.05) < 1e-9 and abs(lrs[9] - 0.5) < 1e-9 and (lrs[9:] == 0.5).all()
+    r, run_ = run(tmp_path, "--remedy", "clip_grad_norm:0.25", "--steps", "20")
+    assert r.returncode == 0 and (run_.steps.grad_norm <= 0.25 + 1e-4).all()
+    assert run_.steps.grad_norm.max() > 0.24  # the threshold given was the one used
+
+
+@pytest.mark.parametrize("spec, message", [("add_warmup:x", "must be a positive int"),
+                                           ("add_warmup:-3", "must be a positive int"),
+                                           ("use_he_init:3", "takes no number")])
+def test_a_bad_remedy_number_is_a_one_line_error(tmp_path, spec, message):
+    p = tmp_path / "t.py"
+    p.write_text("print(1)")
+    r = subprocess.run([sys.executable, "-m", "gradwatch.cli", "run", "--remedy", spec, str(p)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and message in r.stderr.replace("\n", " ") and "Traceback" not in r.stderr
+
+
+def test_a_trial_injects_a_warmup_shorter_than_itself():
+    from gradwatch.inject import parse_remedy, trial_spec
+
+    rid, opts = parse_remedy(trial_spec("add_warmup", 100))
+    assert rid == "add_warmup" and opts["warmup"] < 100  # the trial must see the rate it ramps up to
+
+
 DEAD = """
     import torch
     from torch import nn

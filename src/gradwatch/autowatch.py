@@ -37,16 +37,17 @@ class AutoWatch:
 
     def __init__(self, out: str, remedy: str | None = None, max_steps: int | None = None,
                  **watch_kwargs: Any) -> None:
-        from .inject import INJECTABLE, MODEL_REMEDIES, StepRemedy
+        from .inject import MODEL_REMEDIES, StepRemedy, parse_remedy
 
-        if remedy is not None and remedy not in INJECTABLE:
-            raise ValueError(f"cannot apply {remedy!r} to a running script; these can: {', '.join(INJECTABLE)}")
+        options: dict = {}
+        if remedy is not None:
+            remedy, options = parse_remedy(remedy)  # "add_warmup:25": the id and its number
         self.out = out
         self.watch_kwargs = watch_kwargs
         if remedy == "guard":
             self.watch_kwargs["guard"] = True
         self.model_remedy = remedy if remedy in MODEL_REMEDIES else None
-        self.step_remedy = StepRemedy(remedy) if remedy is not None and remedy not in MODEL_REMEDIES \
+        self.step_remedy = StepRemedy(remedy, **options) if remedy is not None and remedy not in MODEL_REMEDIES \
             and remedy != "guard" else None
         self.max_steps = max_steps
         self._remedied: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()

@@ -97,7 +97,8 @@ def run(
                               "for the first ten of them"),
     stats_budget: float = typer.Option(0.01, "--stats-budget", help="then space them so they add at most this "
                                        "fraction of the training time; 0 = every --every steps throughout"),
-    remedy: Optional[str] = typer.Option(None, "--remedy", help="apply a remedy to the running script (e.g. use_he_init, reduce_lr)"),
+    remedy: Optional[str] = typer.Option(None, "--remedy", help="apply a remedy to the running script (e.g. use_he_init, reduce_lr, add_warmup:25 = "
+                                   "a 25-step warmup, clip_grad_norm:0.5)"),
     steps: Optional[int] = typer.Option(None, "--steps", help="stop the script after this many optimizer steps"),
     trial: bool = typer.Option(False, "--trial", help="re-run the script with each top remedy injected and rank them"),
     trial_steps: int = typer.Option(200, "--trial-steps", help="optimizer steps per trial run"),

@@ -46,6 +46,8 @@ class Trial:
     before: float
     after: float
     higher_is_better: bool = False
+    #: the exact remedy spec that was tried, when it differs from the id (``add_warmup:25``)
+    applied: str | None = None
 
     @property
     def improved(self) -> bool:

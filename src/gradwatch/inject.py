@@ -25,6 +25,50 @@ MODEL_REMEDIES = ("use_he_init", "break_symmetry", "critical_init", "orthogonal_
                   "fixup_init", "zero_bias_init", "use_relu_with_he_init", "use_leaky_relu")
 STEP_REMEDIES = ("reduce_lr", "increase_lr", "clip_grad_norm", "add_warmup", "guard")
 INJECTABLE = MODEL_REMEDIES + STEP_REMEDIES
+#: the step remedies that take a number after a colon, and what it sets
+_SPEC_PARAMS = {"add_warmup": ("warmup", int), "clip_grad_norm": ("clip", float)}
+
+
+def parse_remedy(spec: str) -> tuple[str, dict]:
+    """Split a remedy spec into its id and options: ``"add_warmup:25"`` is a linear warmup over
+    25 steps, ``"clip_grad_norm:0.5"`` clips the global norm at 0.5; a plain id takes defaults.
+
+    Raises:
+        ValueError: an unknown id, an id that takes no number, or a bad number.
+
+    Example:
+        >>> parse_remedy("add_warmup:25"), parse_remedy("use_he_init")
+        (('add_warmup', {'warmup': 25}), ('use_he_init', {}))
+    """
+    rid, sep, value = spec.partition(":")
+    if rid not in INJECTABLE:
+        raise ValueError(f"cannot apply {rid!r} to a running script; these can: {', '.join(INJECTABLE)}")
+    if not sep:
+        return rid, {}
+    if rid not in _SPEC_PARAMS:
+        raise ValueError(f"remedy {rid!r} takes no number after ':'; these do: "
+                         + ", ".join(f"{k}:<{n}>" for k, (n, _) in _SPEC_PARAMS.items()))
+    name, kind = _SPEC_PARAMS[rid]
+    try:
+        number = kind(value)
+    except ValueError:
+        number = None
+    if number is None or not number > 0:
+        raise ValueError(f"{spec!r}: the {name} after ':' must be a positive {kind.__name__}, e.g. {rid}:"
+                         + ("25" if kind is int else "1.0"))
+    return rid, {name: number}
+
+
+def trial_spec(remedy: str, steps: int) -> str:
+    """The spec a K-step trial injects, so that the trial sees the remedy's whole effect: a
+    warmup over the first quarter of the trial (a warmup as long as the trial would end with
+    it, and the trial would never see the rate it ramps up to). Other remedies as they are.
+
+    Example:
+        >>> trial_spec("add_warmup", 100), trial_spec("reduce_lr", 100)
+        ('add_warmup:25', 'reduce_lr')
+    """
+    return f"add_warmup:{max(1, steps // 4)}" if remedy == "add_warmup" else remedy
 
 
 class StopAfter(Exception):
@@ -63,7 +107,10 @@ def apply_to_model(remedy: str, model: nn.Module, example=None) -> None:
         from .probes.traced_residuals import traced_residual_blocks
 
         blocks = traced_residual_blocks(model, example) if example is not None else []
-        R.init.apply(model, "fixup", branches=blocks or None, example=example)
+        # the classifier keeps its standard init: the script's optimizer is not known here, and
+        # under an adaptive one a zero classifier grows by ~lr per step (fixup.py); measured on
+        # the 30-block residual case, 3 seeds: Adam 1e-4 0.50 → 0.84, SGD 1e-2 0.89 → 0.93 accuracy
+        R.init.apply(model, "fixup", branches=blocks or None, example=example, zero_classifier=False)
     elif remedy == "zero_bias_init":
         for m in model.modules():
             if isinstance(getattr(m, "bias", None), torch.Tensor):

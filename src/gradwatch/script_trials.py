@@ -107,11 +107,14 @@ def trial_script(script, args: list[str], remedies: list[str], steps: int, out, 
         >>> # arms = trial_script("train.py", [], ["reduce_lr", "clip_grad_norm"], steps=100, out="runs/t")
         >>> # min(arms[1:], key=lambda a: a.loss).remedy   -> the best remedy
     """
+    from .inject import parse_remedy, trial_spec
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     arms = []
     for r in ["baseline", *remedies]:
-        arms.append(_arm(script, args, r, steps, out / r, timeout))
+        spec = r if r == "baseline" else trial_spec(r, steps)  # a warmup shorter than the trial
+        arms.append(_arm(script, args, spec, steps, out / (r if r == "baseline" else parse_remedy(r)[0]), timeout))
         if progress is not None:
             progress()
     return arms
@@ -125,13 +128,16 @@ def rank_into(diagnosis, arms: list[ScriptTrial], steps: int) -> None:
     """
     from .findings import Trial
 
+    from .inject import parse_remedy
+
     base = arms[0]
-    by_id = {a.remedy: a for a in arms[1:] if not math.isnan(a.loss)}
+    by_id = {parse_remedy(a.remedy)[0]: a for a in arms[1:] if not math.isnan(a.loss)}
     for f in diagnosis.findings:
         for rem in f.remedies:
             a = by_id.get(rem.id)
             if a is not None:
-                rem.trial = Trial(metric=f"loss after {steps} steps (script re-run)", before=base.loss, after=a.loss)
+                rem.trial = Trial(metric=f"loss after {steps} steps (script re-run)", before=base.loss, after=a.loss,
+                                  applied=a.remedy if a.remedy != rem.id else None)
 
         def key(rem):
             t = rem.trial

@@ -88,7 +88,7 @@ def build_arm(remedy: str, model: nn.Module, opt: torch.optim.Optimizer, steps: 
         >>> # arm = build_arm("use_he_init", model, opt, steps=50); arm.model is not model
     """
     from . import remedies as R
-    from .inject import MODEL_REMEDIES, StepRemedy, apply_to_model
+    from .inject import MODEL_REMEDIES, StepRemedy, apply_to_model, parse_remedy, trial_spec
 
     m = copy.deepcopy(model)
     make = _optimizer_factory(opt)
@@ -108,7 +108,7 @@ def build_arm(remedy: str, model: nn.Module, opt: torch.optim.Optimizer, steps: 
         make = _optimizer_factory(opt, weight_decay=1e-4)
     elif remedy in ("reduce_lr", "increase_lr", "clip_grad_norm", "add_warmup"):
         # the same step remedy as an injected script run: one rule for the rate, the clip, the warmup
-        return Arm(m, make, step_remedy=StepRemedy(remedy, warmup=max(1, steps // 4)))
+        return Arm(m, make, step_remedy=StepRemedy(remedy, **parse_remedy(trial_spec(remedy, steps))[1]))
     elif remedy == "guard":
         return Arm(m, make, guard=True)
     elif remedy != "baseline":

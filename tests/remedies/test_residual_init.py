@@ -87,6 +87,21 @@ def test_fixup_zeroes_branch_ends_and_classifier_and_scales_the_rest():
     assert torch.count_nonzero(model[2].fn[2].weight) > 0
 
 
+def test_fixup_can_keep_the_classifier_and_the_net_still_starts_as_the_identity():
+    torch.manual_seed(0)
+    width = 32
+    model = nn.Sequential(nn.Linear(8, width), *[Residual(nn.Sequential(nn.Linear(width, width), nn.ReLU(),
+                                                                      nn.Linear(width, width))) for _ in range(3)],
+                          nn.Linear(width, 5))
+    report = init.apply(model, "fixup", zero_classifier=False)
+    assert torch.count_nonzero(model[-1].weight) == model[-1].weight.numel()
+    assert any("keeps the standard init" in n for n in report.notes)
+    x = torch.randn(4, 8)
+    with torch.no_grad():
+        h = model[0](x)
+        assert torch.allclose(model[1:4](h), h)  # every branch end is zero
+
+
 def test_fixup_needs_branches():
     with pytest.raises(ValueError, match="branches"):
         init.apply(_stack(), "fixup")

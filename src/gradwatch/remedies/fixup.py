@@ -50,7 +50,8 @@ def _scaled(rule: R.Rule, scale: float, why: str) -> R.Rule:
 
 def fixup_layer_rules(model: nn.Module, branches: list[str] | None = None,
                       gen: torch.Generator | None = None,
-                      follow: dict | None = None) -> tuple[dict[str, R.Rule], list[str]]:
+                      follow: dict | None = None,
+                      zero_classifier: bool = True) -> tuple[dict[str, R.Rule], list[str]]:
     """The Fixup rule for every layer that differs from the standard init, and notes.
 
     Args:
@@ -60,6 +61,11 @@ def fixup_layer_rules(model: nn.Module, branches: list[str] | None = None,
         gen: a generator for the draws.
         follow: the activation after each weight layer of ``model`` (full names), e.g. from a
             traced forward pass that sees ``F.relu``; by default read from each branch's modules.
+        zero_classifier: zero the classification layer, as the paper does (rule 1). False keeps
+            its standard init: under an adaptive optimizer (Adam, RMSprop) every weight moves by
+            about ``lr`` per step whatever its gradient, so a zero classifier needs ~``0.1/lr``
+            steps to reach its working size, and the gradient into the whole network is scaled
+            by it until then. The zero branch ends already make the net start as a near-identity.
 
     Returns:
         ``({layer name: rule}, notes)``; layers not named keep the standard (auto) init.
@@ -102,8 +108,11 @@ def fixup_layer_rules(model: nn.Module, branches: list[str] | None = None,
                              "scaled by L^(-1/2) instead of zeroed")
     head = final_layer(model)
     if head is not None and head not in inside:
-        rules[head] = R.zeros_rule()
-        notes.append(f"classifier {head!r} zero-initialised")
+        if zero_classifier:
+            rules[head] = R.zeros_rule()
+            notes.append(f"classifier {head!r} zero-initialised")
+        else:
+            notes.append(f"classifier {head!r} keeps the standard init (zero_classifier=False)")
     notes.append(f"{L} residual branches; Fixup's scalar biases/multipliers are not added (use policy 'rezero' "
                  "for a learnable branch scale)")
     return rules, notes

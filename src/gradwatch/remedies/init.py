@@ -17,7 +17,8 @@ Policies (options in brackets):
     critical                   orthogonal at χ₁ = 1 for the activation in use (Schoenholz et
                                al. 2017); or give the fixed point q* instead of σ_b²
                                (Pennington et al. 2017)      [sigma_b2 or q_star, activation]
-    fixup                      residual nets without normalisation (Zhang et al. 2019) [branches]
+    fixup                      residual nets without normalisation (Zhang et al. 2019)
+                                                             [branches, zero_classifier]
     rezero                     wrap same-shape blocks as x + α·f(x), α = 0 (Bachlechner et al. 2020)
     auto                       per layer, from the activation that follows it: He for ReLU-like
                                (with its negative slope), Xavier with calculate_gain for tanh /
@@ -62,7 +63,7 @@ OPTIONS: dict[str, set[str]] = {
     "he_normal": {"a", "mode", "nonlinearity"}, "he_uniform": {"a", "mode", "nonlinearity"},
     "orthogonal": {"gain"}, "delta_orthogonal": {"gain"},
     "lsuv": {"data", "tol", "max_iter"}, "critical": {"sigma_b2", "q_star", "activation"},
-    "fixup": {"branches"}, "rezero": set(), "auto": set(),
+    "fixup": {"branches", "zero_classifier"}, "rezero": set(), "auto": set(),
 }
 POLICIES = tuple(OPTIONS)
 _GATES = {"RNN": 1, "RNNCell": 1, "LSTM": 4, "LSTMCell": 4, "GRU": 3, "GRUCell": 3}
@@ -110,7 +111,8 @@ def apply(model: nn.Module, policy: str = "auto", **kw: Any) -> InitReport:
     if policy == "rezero":
         return _rezero(model, report, gen, bias)
     if policy == "fixup":
-        return _fixup(model, report, kw.get("branches"), gen, bias, kw.get("example"))
+        return _fixup(model, report, kw.get("branches"), gen, bias, kw.get("example"),
+                      kw.get("zero_classifier", True))
     if policy == "lsuv":
         if kw.get("data") is None:
             raise ValueError("policy 'lsuv' needs a batch of inputs: apply(model, 'lsuv', data=x)")
@@ -363,7 +365,8 @@ def _rezero(model: nn.Module, report: InitReport, gen, bias) -> InitReport:
     return report
 
 
-def _fixup(model: nn.Module, report: InitReport, branches, gen, bias, example=None) -> InitReport:
+def _fixup(model: nn.Module, report: InitReport, branches, gen, bias, example=None,
+           zero_classifier: bool = True) -> InitReport:
     """Fixup (Zhang et al. 2019): the last layer of each branch and the classifier at 0, the other
     branch layers He-initialised and scaled by L^(−1/(2m−2)). With ``example`` the activation
     after each layer is also read from functional calls (``F.relu(self.a(x))``: He, not Xavier)."""
@@ -374,7 +377,7 @@ def _fixup(model: nn.Module, report: InitReport, branches, gen, bias, example=No
         from ..probes.traced_activations import traced_following_modules
 
         follow = traced_following_modules(model, example)
-    layer_rules, notes = fixup_layer_rules(model, branches, gen, follow)
+    layer_rules, notes = fixup_layer_rules(model, branches, gen, follow, zero_classifier)
     report.notes += notes
     _walk(model, report, lambda n, m, a: layer_rules.get(n) or R.auto_rule(a, gen), gen, bias, "fixup",
           example=example)
