@@ -214,7 +214,8 @@ def trial_case(case, out: Path, trial_steps: int) -> dict:
         row["trial_first_choice"] = row["rule_first"] == best["id"]
         row["improved"] = _better(row["after"], row["before"])
         try:  # what the diagnosis of the best remedy's run still finds of the expected pathology
-            arm = json.loads((base_dir / "trials" / f"{best['id']}.json").read_text())
+            arm_dir = "+".join(part.split(":")[0] for part in row["best"].split("+"))  # the arm's folder: ids only
+            arm = json.loads((base_dir / "trials" / f"{arm_dir}.json").read_text())
             row["still_found"] = sorted({f["kind"] for f in arm["findings"] if f["severity"] != "info"}
                                         & set(case.expect or []))
         except (OSError, ValueError, KeyError):

@@ -179,3 +179,59 @@ def test_reduce_lr_lands_the_first_step_on_its_aim(cls, aim):
     opt.step()
     ratio = float((m.weight.detach() - w0).norm() / w0.norm())
     assert abs(ratio / aim - 1) < 0.05, (cls.__name__, ratio)
+
+
+def test_a_model_remedy_and_a_step_remedy_combine(tmp_path):
+    p = tmp_path / "tiny_rate.py"
+    p.write_text(textwrap.dedent("""
+        import torch
+        from torch import nn
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 1))
+        nn.init.normal_(model[0].weight, std=3.0)
+        opt = torch.optim.SGD(model.parameters(), lr=1e-7)
+        for step in range(5):
+            x = torch.randn(32, 8)
+            loss = (model(x) - x.sum(1, keepdim=True)).pow(2).mean()
+            opt.zero_grad(); loss.backward(); opt.step()
+        print("std", float(model[0].weight.std()), "lr", opt.param_groups[0]["lr"])
+    """))
+    r = subprocess.run([sys.executable, "-m", "gradwatch.cli", "run", "--out", str(tmp_path / "r"),
+                        "--remedy", "increase_lr+use_he_init", str(p)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    std, lr = (float(v) for v in r.stdout.split()[1::2])
+    assert abs(std / (2 / 8) ** 0.5 - 1) < 0.25   # He, no longer std 3 (the weights barely move at this rate)
+    assert lr >= 1e-6                             # and the rate raised, at least tenfold
+
+
+@pytest.mark.parametrize("spec, message", [("use_he_init+irnn_init", "two model remedies"),
+                                           ("reduce_lr+reduce_lr", "names a remedy twice"),
+                                           ("use_he_init+magic", "cannot apply 'magic'")])
+def test_a_bad_combination_says_what_combines(spec, message):
+    from gradwatch.inject import parse_combination
+
+    with pytest.raises(ValueError, match=message):
+        parse_combination(spec)
+
+
+def test_a_second_round_combination_that_does_better_is_written_into_its_first_remedy():
+    from gradwatch.findings import Diagnosis, Finding, Remedy
+    from gradwatch.script_trials import ScriptTrial, rank_into, second_round
+
+    arms = [ScriptTrial("baseline", 1800.0, "unhealthy", ["exploding_gradients"], 1, 0),
+            ScriptTrial("use_he_init", 2.3, "unhealthy", ["learning_rate_too_low"], 1, 0,
+                        prescribed=["increase_lr", "use_adam"]),
+            ScriptTrial("clip_grad_norm", 7e4, "unhealthy", ["exploding_gradients"], 1, 0,
+                        prescribed=["use_he_init"])]
+    assert second_round(arms, 80) == ["use_he_init+increase_lr"]  # use_adam is not injectable
+    arms.append(ScriptTrial("use_he_init+increase_lr", 0.2, "healthy", [], 1, 0))
+    d = Diagnosis(steps=80, findings=[Finding(
+        "exploding_gradients", "critical", 0, ["0"], "…",
+        remedies=[Remedy("clip_grad_norm", "…"), Remedy("use_he_init", "…")])])
+    rank_into(d, arms, 80)
+    first = d.findings[0].remedies[0]
+    assert first.id == "use_he_init" and first.trial.after == 0.2 and first.trial.applied == "use_he_init+increase_lr"
+    assert d.findings[0].remedies[1].trial.applied is None
+    # nothing to add once the best arm's run is healthy
+    arms[1].verdict = "healthy"
+    assert second_round(arms[:3], 80) == []

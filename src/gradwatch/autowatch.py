@@ -37,18 +37,17 @@ class AutoWatch:
 
     def __init__(self, out: str, remedy: str | None = None, max_steps: int | None = None,
                  **watch_kwargs: Any) -> None:
-        from .inject import MODEL_REMEDIES, StepRemedy, parse_remedy
+        from .inject import MODEL_REMEDIES, StepRemedy, parse_combination
 
-        options: dict = {}
-        if remedy is not None:
-            remedy, options = parse_remedy(remedy)  # "add_warmup:25": the id and its number
+        # "use_he_init+add_warmup:25": one model remedy at most, step remedies in their order
+        parts = parse_combination(remedy) if remedy is not None else []
         self.out = out
         self.watch_kwargs = watch_kwargs
-        if remedy == "guard":
+        if any(rid == "guard" for rid, _ in parts):
             self.watch_kwargs["guard"] = True
-        self.model_remedy = remedy if remedy in MODEL_REMEDIES else None
-        self.step_remedy = StepRemedy(remedy, **options) if remedy is not None and remedy not in MODEL_REMEDIES \
-            and remedy != "guard" else None
+        self.model_remedy = next((rid for rid, _ in parts if rid in MODEL_REMEDIES), None)
+        self.step_remedies = [StepRemedy(rid, **opts) for rid, opts in parts
+                              if rid not in MODEL_REMEDIES and rid != "guard"]
         self.max_steps = max_steps
         self._remedied: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()
         self.watcher: Watcher | None = None
@@ -115,8 +114,8 @@ class AutoWatch:
         self._module_handles = []
 
     def _on_step(self, optimizer, args, kwargs) -> None:
-        if self.step_remedy is not None:
-            self.step_remedy.before_step(optimizer)
+        for step_remedy in self.step_remedies:
+            step_remedy.before_step(optimizer)
         w = self.watcher
         if w is not None and self.max_steps is not None and w.step >= self.max_steps:
             from .inject import StopAfter

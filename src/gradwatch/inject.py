@@ -59,6 +59,34 @@ def parse_remedy(spec: str) -> tuple[str, dict]:
     return rid, {name: number}
 
 
+#: the order step remedies act in within one step: a rate change first (a warmup then ramps
+#: up to the changed rate, not over it), then the warmup, then clipping
+_STEP_ORDER = {"reduce_lr": 0, "increase_lr": 0, "add_warmup": 1, "clip_grad_norm": 2, "guard": 3}
+
+
+def parse_combination(spec: str) -> list[tuple[str, dict]]:
+    """Split ``"use_he_init+increase_lr"`` into its remedies, each as :func:`parse_remedy` gives
+    it: at most one model remedy (it acts once, at the first forward pass), any step remedies
+    (each at every step, rate changes before a warmup before clipping), each id once.
+
+    Raises:
+        ValueError: an unknown remedy, two model remedies, or an id twice.
+
+    Example:
+        >>> parse_combination("add_warmup:10+use_he_init+reduce_lr")
+        [('use_he_init', {}), ('reduce_lr', {}), ('add_warmup', {'warmup': 10})]
+    """
+    parts = [parse_remedy(p.strip()) for p in spec.split("+")]
+    ids = [rid for rid, _ in parts]
+    if len(set(ids)) < len(ids):
+        raise ValueError(f"{spec!r} names a remedy twice; give each once")
+    models = [rid for rid in ids if rid in MODEL_REMEDIES]
+    if len(models) > 1:
+        raise ValueError(f"{spec!r} combines two model remedies ({', '.join(models)}); combine one model remedy "
+                         "with step remedies (reduce_lr, increase_lr, add_warmup, clip_grad_norm, guard)")
+    return sorted(parts, key=lambda p: -1 if p[0] in MODEL_REMEDIES else _STEP_ORDER[p[0]])
+
+
 def trial_spec(remedy: str, steps: int) -> str:
     """The spec a K-step trial injects, so that the trial sees the remedy's whole effect: a
     warmup over the first quarter of the trial (a warmup as long as the trial would end with

@@ -17,7 +17,7 @@ import math
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +39,9 @@ class ScriptTrial:
     seconds: float
     status: int
     error: str = ""
+    #: the injectable remedies the diagnosis of this arm's run still prescribes (serious
+    #: findings, top 3 each, in order): what a second round may add to this arm's remedy
+    prescribed: list[str] = field(default_factory=list)
 
 
 def end_loss(run) -> float:
@@ -89,34 +92,98 @@ def _arm(script, args, remedy, steps, out: Path, timeout) -> ScriptTrial:
         loss = end_loss(load(out))
         if proc.returncode != 0:  # the script crashed (a NaN assert, an exception): the worst end
             loss = float("inf")
-        return ScriptTrial(remedy, loss, d["verdict"], [f["kind"] for f in d["findings"]
-                                                         if f["severity"] != "info"], seconds, proc.returncode)
+        serious = [f for f in d["findings"] if f["severity"] != "info"]
+        return ScriptTrial(remedy, loss, d["verdict"], [f["kind"] for f in serious], seconds, proc.returncode,
+                           prescribed=_prescribed(serious))
     except (OSError, ValueError, KeyError):
         tail = [line for line in proc.stderr.strip().splitlines() if line.strip()][-1:] or ["no diagnosis written"]
         return ScriptTrial(remedy, float("nan"), "failed", [], seconds, proc.returncode, tail[0][-200:])
 
 
+def _prescribed(serious_findings: list[dict]) -> list[str]:
+    from .inject import INJECTABLE
+
+    ids: list[str] = []
+    for f in serious_findings:
+        ids += [r["id"] for r in f.get("remedies", []) if r["id"] in INJECTABLE][:3]
+    return list(dict.fromkeys(ids))
+
+
+def second_round(arms: list[ScriptTrial], steps: int, most: int = 2) -> list[str]:
+    """Combinations worth a second round: the best arm of the first (its loss finite and below
+    the baseline's) together with what the diagnosis of *its* run still prescribes, up to
+    ``most`` of them. One remedy often uncovers the next problem: He init tames a deep ReLU
+    net's explosion, and then the script's rate, set tiny to survive the explosion, is what
+    stops it learning (learning_rate_too_low → increase_lr). Nothing when the best arm's run
+    was healthy, or no prescription combines with it (two model remedies do not).
+
+    Example:
+        >>> a = [ScriptTrial("baseline", 9.0, "unhealthy", [], 1, 0),
+        ...      ScriptTrial("use_he_init", 2.3, "unhealthy", ["learning_rate_too_low"], 1, 0,
+        ...                  prescribed=["increase_lr", "use_adam"])]
+        >>> second_round(a, 100)
+        ['use_he_init+increase_lr']
+    """
+    from .inject import parse_combination, parse_remedy, trial_spec
+
+    base = arms[0]
+    tried = [a for a in arms[1:] if math.isfinite(a.loss) and not a.error
+             and (not math.isfinite(base.loss) or a.loss < base.loss)]
+    if not tried:
+        return []
+    best = min(tried, key=lambda a: a.loss)
+    if best.verdict == "healthy":
+        return []
+    have = {rid for rid, _ in parse_combination(best.remedy)}
+    combos = []
+    for r in best.prescribed:
+        if r in have:
+            continue
+        spec = f"{best.remedy}+{trial_spec(r, steps)}"
+        try:
+            parse_combination(spec)
+        except ValueError:
+            continue
+        combos.append(spec)
+        have.add(parse_remedy(r)[0])
+    return combos[:most]
+
+
+def _arm_dir(spec: str) -> str:
+    """The folder of an arm: its remedy ids, without the numbers (``use_he_init+add_warmup``)."""
+    from .inject import parse_combination
+
+    return spec if spec == "baseline" else "+".join(rid for rid, _ in parse_combination(spec))
+
+
 def trial_script(script, args: list[str], remedies: list[str], steps: int, out, timeout: float = 600,
-                 progress=None) -> list[ScriptTrial]:
+                 progress=None, combine: bool = True) -> list[ScriptTrial]:
     """Run the baseline and each remedy for ``steps`` steps; return the arms, baseline first.
 
     Each arm is the unmodified script in a fresh process, the remedy injected through the
-    global hooks (``gradwatch run --remedy R --steps K``).
+    global hooks (``gradwatch run --remedy R --steps K``). With ``combine``, a second round
+    tries the best arm together with what its own diagnosis still prescribes
+    (:func:`second_round`); those arms come last, named ``best+next``.
 
     Example:
         >>> # arms = trial_script("train.py", [], ["reduce_lr", "clip_grad_norm"], steps=100, out="runs/t")
         >>> # min(arms[1:], key=lambda a: a.loss).remedy   -> the best remedy
     """
-    from .inject import parse_remedy, trial_spec
+    from .inject import trial_spec
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     arms = []
     for r in ["baseline", *remedies]:
         spec = r if r == "baseline" else trial_spec(r, steps)  # a warmup shorter than the trial
-        arms.append(_arm(script, args, spec, steps, out / (r if r == "baseline" else parse_remedy(r)[0]), timeout))
+        arms.append(_arm(script, args, spec, steps, out / _arm_dir(spec), timeout))
         if progress is not None:
             progress()
+    if combine:
+        for spec in second_round(arms, steps):
+            arms.append(_arm(script, args, spec, steps, out / _arm_dir(spec), timeout))
+            if progress is not None:
+                progress()
     return arms
 
 
@@ -131,7 +198,13 @@ def rank_into(diagnosis, arms: list[ScriptTrial], steps: int) -> None:
     from .inject import parse_remedy
 
     base = arms[0]
-    by_id = {parse_remedy(a.remedy)[0]: a for a in arms[1:] if not math.isnan(a.loss)}
+    by_id: dict[str, ScriptTrial] = {}
+    for a in arms[1:]:  # first-round arms, then combinations: a combination that did better
+        if math.isnan(a.loss):  # stands in for the remedy it starts from, and says so (applied)
+            continue
+        first = parse_remedy(a.remedy.split("+")[0])[0]  # "use_he_init+increase_lr" starts from use_he_init
+        if first not in by_id or a.loss < by_id[first].loss:
+            by_id[first] = a
     for f in diagnosis.findings:
         for rem in f.remedies:
             a = by_id.get(rem.id)

@@ -107,15 +107,19 @@ def short(text: str, width: int = 32) -> str:
 
 
 def fmt_trial(trial: Any) -> str:
-    """``metric: before → after`` with a tick or cross for whether it improved.
+    """``metric: before → after`` with a tick or cross for whether it improved, and what was
+    applied when it was more than the remedy itself (a combination, a warmup length).
 
     Example:
         >>> from gradwatch.findings import Trial
         >>> fmt_trial(Trial("loss after 50 steps", 2.3, 0.41))
         'loss after 50 steps: 2.3 → 0.41 ✓'
+        >>> fmt_trial(Trial("loss after 50 steps", 2.3, 0.41, applied="use_he_init+increase_lr"))
+        'loss after 50 steps: 2.3 → 0.41 ✓ (as use_he_init+increase_lr)'
     """
     mark = "✓" if getattr(trial, "improved", False) else "✗"
-    return f"{trial.metric}: {fmt(trial.before)} → {fmt(trial.after)} {mark}"
+    applied = getattr(trial, "applied", None)
+    return f"{trial.metric}: {fmt(trial.before)} → {fmt(trial.after)} {mark}" + (f" (as {applied})" if applied else "")
 
 
 def sorted_findings(findings: list[Any]) -> list[Any]:
