@@ -235,3 +235,45 @@ def test_a_second_round_combination_that_does_better_is_written_into_its_first_r
     # nothing to add once the best arm's run is healthy
     arms[1].verdict = "healthy"
     assert second_round(arms[:3], 80) == []
+
+
+GAIN = """
+    import torch
+    from torch import nn
+    torch.manual_seed(0)
+    layers = []
+    for i in range(8):
+        layers += [nn.Linear(16 if i == 0 else 64, 64), nn.ReLU()]
+    model = nn.Sequential(*layers, nn.Linear(64, 4))
+    for m in model:  # 3x He: the signal grows ~3x per layer; a rate tiny enough not to overflow
+        if isinstance(m, nn.Linear):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu"); m.weight.data.mul_(3)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-9)
+    x = torch.randn(512, 16); y = x[:, :4].argmax(1)
+    for step in range(80):
+        i = torch.randint(0, 512, (64,))
+        loss = nn.functional.cross_entropy(model(x[i]), y[i])
+        opt.zero_grad(); loss.backward(); opt.step()
+"""
+
+
+def test_script_trial_combines_the_best_remedy_with_what_its_run_still_needs(tmp_path):
+    # He init ends the explosion; its own run then shows the rate, set tiny to survive the
+    # explosion, as too low — and the second round tries both together
+    p = tmp_path / "gain.py"
+    p.write_text(textwrap.dedent(GAIN))
+    out = tmp_path / "r"
+    r = subprocess.run([sys.executable, "-m", "gradwatch.cli", "run", "--trial", "--trial-steps", "80", "--out", str(out),
+                        "--json", str(out) + ".json", str(p)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    arms = {q.name for q in (out / "trials").iterdir() if q.is_dir()}
+    assert {"baseline", "use_he_init", "use_he_init+increase_lr"} <= arms
+    he = json.loads((out / "trials" / "use_he_init.json").read_text())
+    assert "learning_rate_too_low" in {f["kind"] for f in he["findings"] if f["severity"] != "info"}
+    d = json.loads((out.parent / "r.json").read_text())
+    tried = {rem["id"]: rem["trial"] for f in d["findings"] for rem in f["remedies"] if rem["trial"]}
+    assert tried["use_he_init"]["applied"] == "use_he_init+increase_lr"
+    from gradwatch.script_trials import end_loss
+
+    he_alone = end_loss(load(out / "trials" / "use_he_init"))
+    assert tried["use_he_init"]["after"] < 0.8 * he_alone  # better than He alone at the tiny rate

@@ -74,7 +74,9 @@ def _trial_remedies(diagnosis, run_dir: Path, script: Path, args: list[str], ste
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"trying {len(candidates)} remedies, {steps} steps each", total=len(candidates) + 1)
         arms = trial_script(script, args, candidates, steps, run_dir / "trials",
-                            progress=lambda: progress.advance(task))
+                            progress=lambda: progress.advance(task),
+                            more=lambda n: progress.update(task, total=progress.tasks[0].total + n,
+                                                           description=f"trying {n} combination(s) of the best"))
     rank_into(diagnosis, arms, steps)
     table = Table(title=f"remedies tried on the script ({steps} steps each)")
     for col in ("remedy", "loss at the end", "verdict", "still found", "seconds"):

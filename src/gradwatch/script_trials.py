@@ -157,13 +157,14 @@ def _arm_dir(spec: str) -> str:
 
 
 def trial_script(script, args: list[str], remedies: list[str], steps: int, out, timeout: float = 600,
-                 progress=None, combine: bool = True) -> list[ScriptTrial]:
+                 progress=None, combine: bool = True, more=None) -> list[ScriptTrial]:
     """Run the baseline and each remedy for ``steps`` steps; return the arms, baseline first.
 
     Each arm is the unmodified script in a fresh process, the remedy injected through the
     global hooks (``gradwatch run --remedy R --steps K``). With ``combine``, a second round
     tries the best arm together with what its own diagnosis still prescribes
-    (:func:`second_round`); those arms come last, named ``best+next``.
+    (:func:`second_round`); those arms come last, named ``best+next``. ``progress()`` is called
+    after each arm, ``more(n)`` before a second round of ``n`` arms (to grow a progress bar).
 
     Example:
         >>> # arms = trial_script("train.py", [], ["reduce_lr", "clip_grad_norm"], steps=100, out="runs/t")
@@ -180,7 +181,10 @@ def trial_script(script, args: list[str], remedies: list[str], steps: int, out, 
         if progress is not None:
             progress()
     if combine:
-        for spec in second_round(arms, steps):
+        combos = second_round(arms, steps)
+        if combos and more is not None:
+            more(len(combos))
+        for spec in combos:
             arms.append(_arm(script, args, spec, steps, out / _arm_dir(spec), timeout))
             if progress is not None:
                 progress()
