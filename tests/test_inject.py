@@ -164,15 +164,18 @@ def test_predicted_first_ratio_matches_the_step_taken():
         assert abs(pred / actual - 1) < 0.05, (cls, pred, actual)
 
 
-@pytest.mark.parametrize("cls, aim", [(torch.optim.SGD, 3e-3), (torch.optim.Adam, 1e-2), (torch.optim.RMSprop, 1e-1)])
-def test_reduce_lr_lands_the_first_step_on_its_aim(cls, aim):
+@pytest.mark.parametrize("cls, kw, aim", [(torch.optim.SGD, {}, 3e-3), (torch.optim.SGD, {"momentum": 0.9}, 3e-4),
+                                          (torch.optim.SGD, {"momentum": 0.5, "nesterov": True}, 1.5e-3),
+                                          (torch.optim.Adam, {}, 1e-2), (torch.optim.RMSprop, {}, 1e-1)])
+def test_reduce_lr_lands_the_first_step_on_its_aim(cls, kw, aim):
     # a rate 1000x too large: the measured first step lands on the optimizer's aim (RMSprop's first
-    # step is 1/sqrt(1-alpha) = 10x a bias-corrected one, so 10x the adaptive aim of 1e-2)
+    # step is 1/sqrt(1-alpha) = 10x a bias-corrected one, so 10x the adaptive aim of 1e-2; momentum
+    # beta makes later steps 1/(1-beta) first steps, so the first aims that much lower)
     from gradwatch.inject import StepRemedy
 
     torch.manual_seed(0)
     m = torch.nn.Linear(32, 32)
-    opt = cls(m.parameters(), lr=50.0)
+    opt = cls(m.parameters(), lr=50.0, **kw)
     m(torch.randn(16, 32)).pow(2).mean().backward()
     w0 = m.weight.detach().clone()
     StepRemedy("reduce_lr").before_step(opt)
