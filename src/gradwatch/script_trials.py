@@ -110,33 +110,39 @@ def _prescribed(serious_findings: list[dict]) -> list[str]:
 
 
 def second_round(arms: list[ScriptTrial], steps: int, most: int = 2) -> list[str]:
-    """Combinations worth a second round: the best arm of the first (its loss finite and below
-    the baseline's) together with what the diagnosis of *its* run still prescribes, up to
-    ``most`` of them. One remedy often uncovers the next problem: He init tames a deep ReLU
-    net's explosion, and then the script's rate, set tiny to survive the explosion, is what
-    stops it learning (learning_rate_too_low → increase_lr). Nothing when the best arm's run
-    was healthy, or no prescription combines with it (two model remedies do not).
+    """Combinations worth a second round, up to ``most``: the best arm of the first (its loss
+    finite and below the baseline's) together with
+
+    1. what the diagnosis of *its* run still prescribes. One remedy often uncovers the next
+       problem: He init tames a deep ReLU net's explosion, and then the script's rate, set tiny
+       to survive the explosion, is what stops it learning (learning_rate_too_low → increase_lr);
+    2. then the other first-round arms that beat the baseline, best first (greedy forward
+       selection): a warmup and a lower rate each help a post-LN transformer whose rate is too
+       high, and the textbook recipe is both.
+
+    Combinations that cannot be injected together (two model remedies) are skipped.
 
     Example:
         >>> a = [ScriptTrial("baseline", 9.0, "unhealthy", [], 1, 0),
         ...      ScriptTrial("use_he_init", 2.3, "unhealthy", ["learning_rate_too_low"], 1, 0,
-        ...                  prescribed=["increase_lr", "use_adam"])]
+        ...                  prescribed=["increase_lr", "use_adam"]),
+        ...      ScriptTrial("clip_grad_norm", 5.0, "unhealthy", [], 1, 0)]
         >>> second_round(a, 100)
-        ['use_he_init+increase_lr']
+        ['use_he_init+increase_lr', 'use_he_init+clip_grad_norm']
     """
     from .inject import parse_combination, parse_remedy, trial_spec
 
     base = arms[0]
-    tried = [a for a in arms[1:] if math.isfinite(a.loss) and not a.error
-             and (not math.isfinite(base.loss) or a.loss < base.loss)]
+    tried = sorted((a for a in arms[1:] if math.isfinite(a.loss) and not a.error
+                    and (not math.isfinite(base.loss) or a.loss < base.loss)), key=lambda a: a.loss)
     if not tried:
         return []
-    best = min(tried, key=lambda a: a.loss)
-    if best.verdict == "healthy":
-        return []
+    best = tried[0]
+    prescribed = best.prescribed if best.verdict != "healthy" else []
+    others = [parse_remedy(a.remedy.split("+")[0])[0] for a in tried[1:] if "+" not in a.remedy]
     have = {rid for rid, _ in parse_combination(best.remedy)}
     combos = []
-    for r in best.prescribed:
+    for r in [*prescribed, *others]:
         if r in have:
             continue
         spec = f"{best.remedy}+{trial_spec(r, steps)}"
@@ -145,15 +151,14 @@ def second_round(arms: list[ScriptTrial], steps: int, most: int = 2) -> list[str
         except ValueError:
             continue
         combos.append(spec)
-        have.add(parse_remedy(r)[0])
+        have.add(r)
     return combos[:most]
 
 
 def _arm_dir(spec: str) -> str:
-    """The folder of an arm: its remedy ids, without the numbers (``use_he_init+add_warmup``)."""
-    from .inject import parse_combination
-
-    return spec if spec == "baseline" else "+".join(rid for rid, _ in parse_combination(spec))
+    """The folder of an arm: its remedy ids in the spec's order, without the numbers
+    (``add_warmup:25+reduce_lr`` → ``add_warmup+reduce_lr``)."""
+    return "+".join(part.split(":")[0] for part in spec.split("+"))
 
 
 def trial_script(script, args: list[str], remedies: list[str], steps: int, out, timeout: float = 600,
