@@ -109,52 +109,6 @@ def _prescribed(serious_findings: list[dict]) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
-def second_round(arms: list[ScriptTrial], steps: int, most: int = 2) -> list[str]:
-    """Combinations worth a second round, up to ``most``: the best arm of the first (its loss
-    finite and below the baseline's) together with
-
-    1. what the diagnosis of *its* run still prescribes. One remedy often uncovers the next
-       problem: He init tames a deep ReLU net's explosion, and then the script's rate, set tiny
-       to survive the explosion, is what stops it learning (learning_rate_too_low → increase_lr);
-    2. then the other first-round arms that beat the baseline, best first (greedy forward
-       selection): a warmup and a lower rate each help a post-LN transformer whose rate is too
-       high, and the textbook recipe is both.
-
-    Combinations that cannot be injected together (two model remedies) are skipped.
-
-    Example:
-        >>> a = [ScriptTrial("baseline", 9.0, "unhealthy", [], 1, 0),
-        ...      ScriptTrial("use_he_init", 2.3, "unhealthy", ["learning_rate_too_low"], 1, 0,
-        ...                  prescribed=["increase_lr", "use_adam"]),
-        ...      ScriptTrial("clip_grad_norm", 5.0, "unhealthy", [], 1, 0)]
-        >>> second_round(a, 100)
-        ['use_he_init+increase_lr', 'use_he_init+clip_grad_norm']
-    """
-    from .inject import parse_combination, parse_remedy, trial_spec
-
-    base = arms[0]
-    tried = sorted((a for a in arms[1:] if math.isfinite(a.loss) and not a.error
-                    and (not math.isfinite(base.loss) or a.loss < base.loss)), key=lambda a: a.loss)
-    if not tried:
-        return []
-    best = tried[0]
-    prescribed = best.prescribed if best.verdict != "healthy" else []
-    others = [parse_remedy(a.remedy.split("+")[0])[0] for a in tried[1:] if "+" not in a.remedy]
-    have = {rid for rid, _ in parse_combination(best.remedy)}
-    combos = []
-    for r in [*prescribed, *others]:
-        if r in have:
-            continue
-        spec = f"{best.remedy}+{trial_spec(r, steps)}"
-        try:
-            parse_combination(spec)
-        except ValueError:
-            continue
-        combos.append(spec)
-        have.add(r)
-    return combos[:most]
-
-
 def _arm_dir(spec: str) -> str:
     """The folder of an arm: its remedy ids in the spec's order, without the numbers
     (``add_warmup:25+reduce_lr`` → ``add_warmup+reduce_lr``)."""
@@ -168,7 +122,7 @@ def trial_script(script, args: list[str], remedies: list[str], steps: int, out, 
     Each arm is the unmodified script in a fresh process, the remedy injected through the
     global hooks (``gradwatch run --remedy R --steps K``). With ``combine``, a second round
     tries the best arm together with what its own diagnosis still prescribes
-    (:func:`second_round`); those arms come last, named ``best+next``. ``progress()`` is called
+    (:func:`gradwatch.trials.second_round`); those arms come last, named ``best+next``. ``progress()`` is called
     after each arm, ``more(n)`` before a second round of ``n`` arms (to grow a progress bar).
 
     Example:
@@ -176,6 +130,7 @@ def trial_script(script, args: list[str], remedies: list[str], steps: int, out, 
         >>> # min(arms[1:], key=lambda a: a.loss).remedy   -> the best remedy
     """
     from .inject import trial_spec
+    from .trials import second_round
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -204,16 +159,10 @@ def rank_into(diagnosis, arms: list[ScriptTrial], steps: int) -> None:
     """
     from .findings import Trial
 
-    from .inject import parse_remedy
+    from .trials import best_per_remedy
 
     base = arms[0]
-    by_id: dict[str, ScriptTrial] = {}
-    for a in arms[1:]:  # first-round arms, then combinations: a combination that did better
-        if math.isnan(a.loss):  # stands in for the remedy it starts from, and says so (applied)
-            continue
-        first = parse_remedy(a.remedy.split("+")[0])[0]  # "use_he_init+increase_lr" starts from use_he_init
-        if first not in by_id or a.loss < by_id[first].loss:
-            by_id[first] = a
+    by_id = best_per_remedy(arms[1:])
     for f in diagnosis.findings:
         for rem in f.remedies:
             a = by_id.get(rem.id)

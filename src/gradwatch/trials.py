@@ -46,8 +46,32 @@ class Arm:
 
     model: nn.Module
     make_optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
-    step_remedy: Any = None    # a :class:`gradwatch.inject.StepRemedy`, run before every step
+    step_remedy: Any = None    # has ``before_step(optimizer)``, run before every step
     guard: bool = False
+
+
+class _StepRemedies:
+    """Several step remedies of one combination, in the order parse_combination gives them."""
+
+    def __init__(self, items: list) -> None:
+        self.items = items
+
+    def before_step(self, optimizer: torch.optim.Optimizer) -> None:
+        for item in self.items:
+            item.before_step(optimizer)
+
+
+def _combined_arm(spec: str, model: nn.Module, opt: torch.optim.Optimizer, steps: int) -> Arm:
+    """``use_he_init+increase_lr``: the model remedy's arm, with the step remedies before every
+    step (the same :func:`~gradwatch.inject.parse_combination` rules as ``gradwatch run --remedy``)."""
+    from .inject import MODEL_REMEDIES, StepRemedy, parse_combination
+
+    parts = parse_combination(spec)
+    arm = build_arm(next((rid for rid, _ in parts if rid in MODEL_REMEDIES), "baseline"), model, opt, steps)
+    items = [StepRemedy(rid, **opts) for rid, opts in parts if rid not in MODEL_REMEDIES and rid != "guard"]
+    arm.step_remedy = _StepRemedies(items) if items else None
+    arm.guard = any(rid == "guard" for rid, _ in parts)
+    return arm
 
 
 @dataclass
@@ -81,13 +105,19 @@ def _optimizer_factory(opt: torch.optim.Optimizer, cls=None, **override):
 def build_arm(remedy: str, model: nn.Module, opt: torch.optim.Optimizer, steps: int) -> Arm:
     """A remedy applied to a copy of the model: the copy, its optimizer factory and loop extras.
 
+    ``remedy`` may combine one model remedy with step remedies: ``use_he_init+increase_lr``.
+
     Raises:
-        ValueError: no trial exists for this remedy id (see :data:`TRIABLE`).
+        ValueError: no trial exists for this remedy id (see :data:`TRIABLE`), or the
+            combination cannot be applied together.
 
     Example:
         >>> # arm = build_arm("use_he_init", model, opt, steps=50); arm.model is not model
     """
     from . import remedies as R
+
+    if "+" in remedy:
+        return _combined_arm(remedy, model, opt, steps)
     from .inject import MODEL_REMEDIES, StepRemedy, apply_to_model, parse_remedy, trial_spec
 
     m = copy.deepcopy(model)
@@ -163,7 +193,8 @@ def trial(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Sequence,
         model: the user's model (left untouched).
         optimizer: its optimizer; each copy gets a fresh one of the same class and settings.
         batches: a sequence of ``(input, target)`` pairs, replayed in order (cycled).
-        remedies: remedy ids (see :data:`TRIABLE`).
+        remedies: remedy ids (see :data:`TRIABLE`), or one model remedy combined with step
+            remedies (``"use_he_init+increase_lr"``, ``"add_warmup:10+reduce_lr"``).
         loss_fn: ``loss_fn(output, target)``; default cross-entropy.
         steps: training steps per copy.
         seed: the same seed for every copy.
@@ -178,22 +209,102 @@ def trial(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Sequence,
     if not batches:
         raise ValueError("trial needs at least one (input, target) batch to train on")
     loss_fn = loss_fn or nn.functional.cross_entropy
-    results = [_run_arm("baseline", build_arm("baseline", model, optimizer, steps), batches, loss_fn, steps, seed)]
-    for r in remedies:
-        try:
-            arm = build_arm(r, model, optimizer, steps)
-        except Exception as e:  # noqa: BLE001 - one remedy that does not fit must not stop the others
-            nan = float("nan")
-            results.append(TrialResult(r, nan, nan, nan, error=f"{type(e).__name__}: {e}"))
+    return [_attempt(r, model, optimizer, batches, loss_fn, steps, seed) for r in ["baseline", *remedies]]
+
+
+def _attempt(remedy: str, model, optimizer, batches, loss_fn, steps: int, seed: int) -> TrialResult:
+    try:
+        arm = build_arm(remedy, model, optimizer, steps)
+    except Exception as e:  # noqa: BLE001 - one remedy that does not fit must not stop the others
+        nan = float("nan")
+        return TrialResult(remedy, nan, nan, nan, error=f"{type(e).__name__}: {e}")
+    return _run_arm(remedy, arm, batches, loss_fn, steps, seed)
+
+
+def second_round(arms: Sequence, steps: int, most: int = 2) -> list[str]:
+    """Combinations worth a second round, up to ``most``: the best arm of the first (its loss
+    finite and below the baseline's, ``arms[0]``) together with
+
+    1. what the diagnosis of *its* run still prescribes (script trials diagnose every arm:
+       ``arm.prescribed``, ``arm.verdict``). One remedy often uncovers the next problem: He init
+       tames a deep ReLU net's explosion, and then the script's rate, set tiny to survive the
+       explosion, is what stops it learning (learning_rate_too_low → increase_lr);
+    2. then the other first-round arms that beat the baseline, best first (greedy forward
+       selection): a warmup and a lower rate each help a post-LN transformer whose rate is too
+       high, and the textbook recipe is both.
+
+    Only what can be applied together is proposed: one model remedy (re-initialisation, an
+    activation swap) with step remedies (rate, warmup, clipping, guard); an architecture rewrite
+    or an optimizer swap is not combined.
+
+    Example:
+        >>> nan = float("nan")
+        >>> a = [TrialResult("baseline", 9.0, nan, nan), TrialResult("use_he_init", 2.3, nan, nan),
+        ...      TrialResult("clip_grad_norm", 5.0, nan, nan), TrialResult("add_batchnorm", 4.0, nan, nan)]
+        >>> second_round(a, 100)
+        ['use_he_init+clip_grad_norm']
+    """
+    from .inject import INJECTABLE, parse_combination, trial_spec
+
+    base = arms[0]
+    tried = sorted((a for a in arms[1:] if math.isfinite(a.loss) and not a.error
+                    and (not math.isfinite(base.loss) or a.loss < base.loss)), key=lambda a: a.loss)
+    if not tried:
+        return []
+    best = tried[0]
+    try:
+        have = {rid for rid, _ in parse_combination(best.remedy)}
+    except ValueError:  # the best is not combinable (an architecture rewrite, an optimizer swap)
+        return []
+    prescribed = list(getattr(best, "prescribed", [])) if getattr(best, "verdict", "") != "healthy" else []
+    others = [a.remedy.split(":")[0] for a in tried[1:] if "+" not in a.remedy]
+    combos = []
+    for r in [*prescribed, *others]:
+        if r in have or r not in INJECTABLE:
             continue
-        results.append(_run_arm(r, arm, batches, loss_fn, steps, seed))
-    return results
+        spec = f"{best.remedy}+{trial_spec(r, steps)}"
+        try:
+            parse_combination(spec)
+        except ValueError:
+            continue
+        combos.append(spec)
+        have.add(r)
+    return combos[:most]
+
+
+def best_per_remedy(arms: Sequence) -> dict:
+    """Remedy id -> its best measured arm: its own, or a second-round combination that starts
+    from it and did better (``use_he_init+increase_lr`` stands for ``use_he_init``, and says so).
+    Arms that could not run (``error`` set) are left out; one that ran and diverged (NaN loss)
+    stays, as the worst result.
+
+    Example:
+        >>> nan = float("nan")
+        >>> r = best_per_remedy([TrialResult("use_he_init", 2.3, nan, nan),
+        ...                      TrialResult("use_he_init+increase_lr", 0.2, nan, nan)])
+        >>> r["use_he_init"].remedy
+        'use_he_init+increase_lr'
+    """
+    def worse(a) -> float:
+        return math.inf if math.isnan(a.loss) else a.loss
+
+    by_id: dict = {}
+    for a in arms:
+        if a.error:
+            continue
+        first = a.remedy.split("+")[0].split(":")[0]
+        if first not in by_id or worse(a) < worse(by_id[first]):
+            by_id[first] = a
+    return by_id
 
 
 def rank_remedies(diagnosis, model, optimizer, batches, loss_fn=None, steps: int = 50, seed: int = 0,
-                  top: int = 3):
+                  top: int = 3, combine: bool = True):
     """Trial the first ``top`` triable remedies of every serious finding; write the measured
     ``trial`` into each remedy and reorder each finding's remedies by loss after ``steps``.
+    With ``combine``, a second round tries the best with the others that helped
+    (:func:`second_round`); a combination that does better is written into the remedy it
+    starts from, with ``trial.applied`` naming it.
 
     Example:
         >>> # d = gw.diagnose("runs/x"); rank_remedies(d, model, opt, batches); print(d.to_json())
@@ -209,15 +320,18 @@ def rank_remedies(diagnosis, model, optimizer, batches, loss_fn=None, steps: int
     if not todo:
         return diagnosis
     results = trial(model, optimizer, batches, todo, loss_fn=loss_fn, steps=steps, seed=seed)
+    if combine:
+        results += [_attempt(c, model, optimizer, batches, loss_fn or nn.functional.cross_entropy, steps, seed)
+                    for c in second_round(results, steps)]
     base = results[0]
-    for r in results[1:]:
-        cache[r.remedy] = r
+    cache.update(best_per_remedy(results[1:]))
     metric = f"loss after {steps} steps"
     for f in diagnosis.findings:
         for rem in f.remedies:
             res = cache.get(rem.id)
             if res is not None and res.error is None:
-                rem.trial = Trial(metric=metric, before=base.loss, after=res.loss)
+                rem.trial = Trial(metric=metric, before=base.loss, after=res.loss,
+                                  applied=res.remedy if res.remedy != rem.id else None)
 
         def key(rem):  # measured improvements first, then untried, then measured harm
             t = rem.trial
