@@ -121,9 +121,10 @@ def trial_script(script, args: list[str], remedies: list[str], steps: int, out, 
 
     Each arm is the unmodified script in a fresh process, the remedy injected through the
     global hooks (``gradwatch run --remedy R --steps K``). With ``combine``, a second round
-    tries the best arm together with what its own diagnosis still prescribes
-    (:func:`gradwatch.trials.second_round`); those arms come last, named ``best+next``. ``progress()`` is called
-    after each arm, ``more(n)`` before a second round of ``n`` arms (to grow a progress bar).
+    tries the best arm together with what its own diagnosis still prescribes, then with the
+    runners-up (:func:`gradwatch.trials.second_round`); those arms come last, named
+    ``best+next``. ``progress()`` is called after each arm, ``more(n)`` before a second round
+    of ``n`` arms (to grow a progress bar).
 
     Example:
         >>> # arms = trial_script("train.py", [], ["reduce_lr", "clip_grad_norm"], steps=100, out="runs/t")
@@ -158,7 +159,6 @@ def rank_into(diagnosis, arms: list[ScriptTrial], steps: int) -> None:
         >>> # rank_into(diagnosis, trial_script(...), steps=100); diagnosis.findings[0].remedies[0].trial
     """
     from .findings import Trial
-
     from .trials import best_per_remedy
 
     base = arms[0]
