@@ -219,7 +219,8 @@ def test_a_bad_combination_says_what_combines(spec, message):
 
 def test_a_second_round_combination_that_does_better_is_written_into_its_first_remedy():
     from gradwatch.findings import Diagnosis, Finding, Remedy
-    from gradwatch.script_trials import ScriptTrial, rank_into, second_round
+    from gradwatch.script_trials import ScriptTrial, rank_into
+    from gradwatch.trials import second_round
 
     arms = [ScriptTrial("baseline", 1800.0, "unhealthy", ["exploding_gradients"], 1, 0),
             ScriptTrial("use_he_init", 2.3, "unhealthy", ["learning_rate_too_low"], 1, 0,
