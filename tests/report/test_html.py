@@ -130,3 +130,16 @@ def test_a_run_that_died_before_its_first_step(tmp_path):
     print_diagnosis(Diagnosis(steps=0), console=c, run=run)
     print_layer_table(run, console=c)
     assert "no per-layer data recorded" in c.export_text()
+
+
+def test_a_remedy_measured_in_a_combination_says_how_to_apply_all_of_it(bare_run):
+    from gradwatch.findings import Finding, Remedy, Trial
+
+    d = Diagnosis(steps=5, findings=[Finding("exploding_gradients", "warning", 0, ["0"], "grows", remedies=[
+        Remedy("use_he_init", "Re-initialise", "gw.init.apply(model, 'auto')",
+               Trial("loss after 80 steps", 3.3e4, 0.74, applied="use_he_init+increase_lr")),
+        Remedy("clip_grad_norm", "Clip", "gw.clip.attach(opt, ...)", Trial("loss after 80 steps", 3.3e4, 3.1e4))])])
+    page = html.unescape(render_html(bare_run, d))
+    assert "(as use_he_init+increase_lr)" in page
+    assert "gradwatch run --remedy use_he_init+increase_lr train.py" in page
+    assert page.count("gradwatch run --remedy") == 1  # only where a combination was measured

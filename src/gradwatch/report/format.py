@@ -190,3 +190,25 @@ def count_by_severity(findings: list[Any]) -> str:
         if n:
             parts.append(f"{n} {sev}" + ("s" if n > 1 and sev == "warning" else ""))
     return ", ".join(parts)
+
+
+def remedy_code(remedy: Any) -> str:
+    """The remedy's code, and, when its trial measured it together with other remedies, how to
+    apply the whole combination (the number is what the trial measured, not the remedy alone).
+
+    Example:
+        >>> from gradwatch.findings import Remedy, Trial
+        >>> r = Remedy("use_he_init", "…", "gw.init.apply(model, 'auto')",
+        ...            Trial("loss after 80 steps", 9.0, 0.7, applied="use_he_init+increase_lr"))
+        >>> print(remedy_code(r))
+        gw.init.apply(model, 'auto')
+        # measured together with increase_lr; on a script: gradwatch run --remedy use_he_init+increase_lr train.py
+    """
+    code = (getattr(remedy, "code", "") or "").strip()
+    applied = getattr(getattr(remedy, "trial", None), "applied", None)
+    if applied and "+" in applied:
+        others = [p for p in applied.split("+") if p.split(":")[0] != remedy.id]
+        note = (f"# measured together with {' and '.join(others)}; on a script: "
+                f"gradwatch run --remedy {applied} train.py")
+        code = f"{code}\n{note}" if code else note
+    return code

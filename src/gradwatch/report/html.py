@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from .figures import Rendered, render_figures
-from .format import count_by_severity, fmt_trial, sorted_findings
+from .format import count_by_severity, fmt_trial, remedy_code, sorted_findings
 from .html_sections import compare_section, run_section
 from .htmlkit import code, esc, kv_table, layer_list
 from .style import CSS
@@ -145,7 +145,8 @@ def _remedy(r) -> str:
     if r.trial is not None:
         ok = "ok" if r.trial.improved else "no"
         trial = f'<span class="trial {ok}" title="measured on a copy of the model">{esc(fmt_trial(r.trial))}</span>'
-    snippet = f"<pre><code>{esc(r.code.strip())}</code></pre>" if r.code and r.code.strip() else ""
+    text = remedy_code(r)
+    snippet = f"<pre><code>{esc(text)}</code></pre>" if text else ""
     return (f'<li><div class="rhead">{code(r.id)}<span>{esc(r.description)}</span>{trial}</div>'
             f"{snippet}</li>")
 

@@ -22,7 +22,8 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from .format import count_by_severity, fmt, fmt_trial, fmt_value, layer_label, sorted_findings, truncate_layers
+from .format import (count_by_severity, fmt, fmt_trial, fmt_value, layer_label, remedy_code, sorted_findings,
+                     truncate_layers)
 from .layers import layer_rows, stats_step
 
 STYLE = {"critical": "bold white on red", "warning": "bold black on yellow", "info": "bold white on blue"}
@@ -95,8 +96,8 @@ def finding_panel(f) -> Panel:
             if r.trial is not None:
                 body.append(f"  [{fmt_trial(r.trial)}]", style="green" if r.trial.improved else "red")
             items.append((Text(f"  {i}."), body))
-            if i == 1 and r.code and r.code.strip():  # the first remedy's code, ready to paste
-                items.append((Text(""), Syntax(r.code.strip(), "python", theme="ansi_dark", word_wrap=True,
+            if i == 1 and remedy_code(r):  # the first remedy's code, ready to paste
+                items.append((Text(""), Syntax(remedy_code(r), "python", theme="ansi_dark", word_wrap=True,
                                                background_color="default")))
         parts.append(_hanging(items))
     title = Text.assemble((f" {f.severity.upper()} ", STYLE.get(f.severity, "bold")),
