@@ -213,9 +213,10 @@ def trial_case(case, out: Path, trial_steps: int) -> dict:
                    rule_first=first_serious["remedies"][0]["id"] if first_serious and first_serious["remedies"] else None)
         row["trial_first_choice"] = row["rule_first"] == best["id"]
         row["improved"] = _better(row["after"], row["before"])
+        from gradwatch.script_trials import arm_dir
+
         try:  # what the diagnosis of the best remedy's run still finds of the expected pathology
-            arm_dir = "+".join(part.split(":")[0] for part in row["best"].split("+"))  # the arm's folder: ids only
-            arm = json.loads((base_dir / "trials" / f"{arm_dir}.json").read_text())
+            arm = json.loads((base_dir / "trials" / f"{arm_dir(row['best'])}.json").read_text())
             row["still_found"] = sorted({f["kind"] for f in arm["findings"] if f["severity"] != "info"}
                                         & set(case.expect or []))
         except (OSError, ValueError, KeyError):

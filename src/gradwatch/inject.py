@@ -29,6 +29,17 @@ INJECTABLE = MODEL_REMEDIES + STEP_REMEDIES
 _SPEC_PARAMS = {"add_warmup": ("warmup", int), "clip_grad_norm": ("clip", float)}
 
 
+def remedy_ids(spec: str) -> list[str]:
+    """The remedy ids of a spec in its order, numbers dropped and nothing validated (specs read
+    back from a trial or a JSON, ``baseline`` included).
+
+    Example:
+        >>> remedy_ids("use_he_init+add_warmup:25"), remedy_ids("baseline")
+        (['use_he_init', 'add_warmup'], ['baseline'])
+    """
+    return [part.partition(":")[0].strip() for part in spec.split("+")]
+
+
 def parse_remedy(spec: str) -> tuple[str, dict]:
     """Split a remedy spec into its id and options: ``"add_warmup:25"`` is a linear warmup over
     25 steps, ``"clip_grad_norm:0.5"`` clips the global norm at 0.5; a plain id takes defaults.

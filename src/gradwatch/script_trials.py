@@ -109,10 +109,17 @@ def _prescribed(serious_findings: list[dict]) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
-def _arm_dir(spec: str) -> str:
-    """The folder of an arm: its remedy ids in the spec's order, without the numbers
-    (``add_warmup:25+reduce_lr`` → ``add_warmup+reduce_lr``)."""
-    return "+".join(part.split(":")[0] for part in spec.split("+"))
+def arm_dir(spec: str) -> str:
+    """The folder of an arm under ``trials/``: its remedy ids in the spec's order, without the
+    numbers (its diagnosis is the ``.json`` beside it).
+
+    Example:
+        >>> arm_dir("add_warmup:25+reduce_lr"), arm_dir("baseline")
+        ('add_warmup+reduce_lr', 'baseline')
+    """
+    from .inject import remedy_ids
+
+    return "+".join(remedy_ids(spec))
 
 
 def trial_script(script, args: list[str], remedies: list[str], steps: int, out, timeout: float = 600,
@@ -138,7 +145,7 @@ def trial_script(script, args: list[str], remedies: list[str], steps: int, out, 
     arms = []
     for r in ["baseline", *remedies]:
         spec = r if r == "baseline" else trial_spec(r, steps)  # a warmup shorter than the trial
-        arms.append(_arm(script, args, spec, steps, out / _arm_dir(spec), timeout))
+        arms.append(_arm(script, args, spec, steps, out / arm_dir(spec), timeout))
         if progress is not None:
             progress()
     if combine:
@@ -146,7 +153,7 @@ def trial_script(script, args: list[str], remedies: list[str], steps: int, out, 
         if combos and more is not None:
             more(len(combos))
         for spec in combos:
-            arms.append(_arm(script, args, spec, steps, out / _arm_dir(spec), timeout))
+            arms.append(_arm(script, args, spec, steps, out / arm_dir(spec), timeout))
             if progress is not None:
                 progress()
     return arms

@@ -244,7 +244,7 @@ def second_round(arms: Sequence, steps: int, most: int = 2) -> list[str]:
         >>> second_round(a, 100)
         ['use_he_init+clip_grad_norm']
     """
-    from .inject import INJECTABLE, parse_combination, trial_spec
+    from .inject import INJECTABLE, parse_combination, remedy_ids, trial_spec
 
     base = arms[0]
     tried = sorted((a for a in arms[1:] if math.isfinite(a.loss) and not a.error
@@ -257,7 +257,7 @@ def second_round(arms: Sequence, steps: int, most: int = 2) -> list[str]:
     except ValueError:  # the best is not combinable (an architecture rewrite, an optimizer swap)
         return []
     prescribed = list(getattr(best, "prescribed", [])) if getattr(best, "verdict", "") != "healthy" else []
-    others = [a.remedy.split(":")[0] for a in tried[1:] if "+" not in a.remedy]
+    others = [remedy_ids(a.remedy)[0] for a in tried[1:] if "+" not in a.remedy]
     combos = []
     for r in [*prescribed, *others]:
         if r in have or r not in INJECTABLE:
@@ -285,6 +285,8 @@ def best_per_remedy(arms: Sequence) -> dict:
         >>> r["use_he_init"].remedy
         'use_he_init+increase_lr'
     """
+    from .inject import remedy_ids
+
     def worse(a) -> float:
         return math.inf if math.isnan(a.loss) else a.loss
 
@@ -292,7 +294,7 @@ def best_per_remedy(arms: Sequence) -> dict:
     for a in arms:
         if a.error:
             continue
-        first = a.remedy.split("+")[0].split(":")[0]
+        first = remedy_ids(a.remedy)[0]
         if first not in by_id or worse(a) < worse(by_id[first]):
             by_id[first] = a
     return by_id

@@ -1,5 +1,9 @@
 """Residual blocks written in forward() are found by a traced pass; Fixup and the diagnosis use them."""
 
+import subprocess
+import sys
+import textwrap
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -7,6 +11,18 @@ from torch import nn
 import gradwatch as gw
 from gradwatch.inject import apply_to_model
 from gradwatch.probes.traced_residuals import traced_residual_blocks
+
+
+def _script(tmp_path, name: str, source: str):
+    """Write ``source`` (indented freely) as ``tmp_path/name``; return its path."""
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(source))
+    return path
+
+
+def _gradwatch_run(script, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gradwatch.cli", "run", *args, str(script)],
+                          capture_output=True, text=True)
 
 
 class Block(nn.Module):
@@ -69,12 +85,7 @@ def test_injected_fixup_zeroes_each_branch_end_and_scales_he_branches():
 
 
 def test_gradwatch_run_records_the_blocks_and_the_diagnosis_prescribes_fixup(tmp_path):
-    import subprocess
-    import sys
-    import textwrap
-
-    script = tmp_path / "res.py"
-    script.write_text(textwrap.dedent('''
+    script = _script(tmp_path, "res.py", '''
         import torch, torch.nn as nn, torch.nn.functional as F
         torch.manual_seed(0)
         class Block(nn.Module):
@@ -101,10 +112,9 @@ def test_gradwatch_run_records_the_blocks_and_the_diagnosis_prescribes_fixup(tmp
             x, y = torch.randn(16, 8), torch.randint(0, 4, (16,))
             loss = F.cross_entropy(model(x), y)
             opt.zero_grad(); loss.backward(); opt.step()
-    '''))
+    ''')
     out = tmp_path / "run"
-    r = subprocess.run([sys.executable, "-m", "gradwatch.cli", "run", "--out", str(out), "--json",
-                        str(tmp_path / "d.json"), "--every", "1", str(script)], capture_output=True, text=True)
+    r = _gradwatch_run(script, "--out", str(out), "--json", str(tmp_path / "d.json"), "--every", "1")
     assert r.returncode == 0, r.stderr
     assert gw.load(out).model["residual_blocks"] == [f"blocks.{i}" for i in range(24)]
     d = gw.diagnose(out)
@@ -115,12 +125,7 @@ def test_gradwatch_run_records_the_blocks_and_the_diagnosis_prescribes_fixup(tmp
 
 def test_the_traced_pass_leaves_a_stateful_model_exactly_as_the_plain_run(tmp_path):
     # a forward with side effects (a call counter, a carried hidden state) must not see the watcher's pass
-    import subprocess
-    import sys
-    import textwrap
-
-    script = tmp_path / "stateful.py"
-    script.write_text(textwrap.dedent('''
+    script = _script(tmp_path, "stateful.py", '''
         import torch, torch.nn as nn
         torch.manual_seed(0)
         class Net(nn.Module):
@@ -138,10 +143,9 @@ def test_the_traced_pass_leaves_a_stateful_model_exactly_as_the_plain_run(tmp_pa
             loss = model(torch.randn(8, 4)).pow(2).mean()
             opt.zero_grad(); loss.backward(); opt.step()
         print(model.calls, repr(loss.item()), model.fc.weight.sum().item())
-    '''))
+    ''')
     plain = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
-    watched = subprocess.run([sys.executable, "-m", "gradwatch.cli", "run", "--out", str(tmp_path / "r"), str(script)],
-                             capture_output=True, text=True)
+    watched = _gradwatch_run(script, "--out", str(tmp_path / "r"))
     assert plain.returncode == 0 and watched.returncode == 0, watched.stderr
     assert watched.stdout.splitlines()[0] == plain.stdout.strip()
     assert gw.load(tmp_path / "r").model["residual_blocks"] == []  # the root's own add is not a block

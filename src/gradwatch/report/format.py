@@ -204,10 +204,12 @@ def remedy_code(remedy: Any) -> str:
         gw.init.apply(model, 'auto')
         # measured together with increase_lr; on a script: gradwatch run --remedy use_he_init+increase_lr train.py
     """
+    from ..inject import remedy_ids
+
     code = (getattr(remedy, "code", "") or "").strip()
     applied = getattr(getattr(remedy, "trial", None), "applied", None)
     if applied and "+" in applied:
-        others = [p for p in applied.split("+") if p.split(":")[0] != remedy.id]
+        others = [p for p, rid in zip(applied.split("+"), remedy_ids(applied)) if rid != remedy.id]
         note = (f"# measured together with {' and '.join(others)}; on a script: "
                 f"gradwatch run --remedy {applied} train.py")
         code = f"{code}\n{note}" if code else note

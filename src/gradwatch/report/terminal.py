@@ -96,8 +96,9 @@ def finding_panel(f) -> Panel:
             if r.trial is not None:
                 body.append(f"  [{fmt_trial(r.trial)}]", style="green" if r.trial.improved else "red")
             items.append((Text(f"  {i}."), body))
-            if i == 1 and remedy_code(r):  # the first remedy's code, ready to paste
-                items.append((Text(""), Syntax(remedy_code(r), "python", theme="ansi_dark", word_wrap=True,
+            snippet = remedy_code(r) if i == 1 else ""  # the first remedy's code, ready to paste
+            if snippet:
+                items.append((Text(""), Syntax(snippet, "python", theme="ansi_dark", word_wrap=True,
                                                background_color="default")))
         parts.append(_hanging(items))
     title = Text.assemble((f" {f.severity.upper()} ", STYLE.get(f.severity, "bold")),
