@@ -9,8 +9,10 @@ hand: same data, architecture and depth, batch size, number of steps and loss. E
 ends with one line ``eval NAME=VALUE`` (an accuracy or an R², computed under ``torch.no_grad()``
 after training). Per case this benchmark runs the twin (its N steps), the case unchanged and the
 case with the best remedy injected (``gradwatch run --remedy ID case.py``: the whole script, the
-same N steps, so "within 1.5x the twin's steps" holds by construction; the steps the watcher
-recorded are checked against it). *Reached*: remedied metric >= twin metric - ``--tol``.
+same N steps; the steps the watcher recorded are checked against it). *Reached*: remedied metric
+>= twin metric - ``--tol``. The issue allows a remedied case 1.5x its twin's steps: a case not there
+at N runs again, remedied, with its training loop stretched to 1.5N (:func:`stretched`); both
+results are kept (``reached_at_n``, ``stretched_*``).
 
     python benchmarks/repair.py                       # every pathological case (slow: re-runs)
     python benchmarks/repair.py --cases vanishing,lr_high --trial-steps 100
@@ -98,6 +100,56 @@ def seeded(script: Path, k: int, folder: Path) -> Path:
     return copy
 
 
+#: the issue's allowance: a remedied case may take up to this many times its twin's steps.
+STEP_ALLOWANCE = 1.5
+
+
+def training_loop(src: str):
+    """The script's training loop: the one top-level ``for ... in range(EXPR)`` whose body calls
+    ``.backward()`` or ``.step()``; its ``EXPR`` node. Raises ValueError when there is not exactly one."""
+    import ast
+
+    loops = []
+    for node in ast.parse(src).body:
+        if not (isinstance(node, ast.For) and isinstance(node.iter, ast.Call)
+                and isinstance(node.iter.func, ast.Name) and node.iter.func.id == "range"
+                and len(node.iter.args) == 1):
+            continue
+        calls = {c.func.attr for c in ast.walk(node) if isinstance(c, ast.Call) and isinstance(c.func, ast.Attribute)}
+        if calls & {"backward", "step"}:
+            loops.append(node.iter.args[0])
+    if len(loops) != 1:
+        raise ValueError(f"found {len(loops)} top-level `for _ in range(N)` training loops, need exactly one")
+    return loops[0]
+
+
+def stretched(script: Path, factor: float, folder: Path) -> Path:
+    """A copy of ``script`` in ``folder`` whose training loop runs ``factor`` times as many
+    iterations: ``range(EXPR)`` becomes ``range(int(round(factor * (EXPR))))`` (steps, or epochs for
+    an epoch loop). Everything else, its seed included, is unchanged.
+
+    >>> import tempfile; d = Path(tempfile.mkdtemp()); s = d / "t.py"
+    >>> _ = s.write_text("for i in range(3):\\n    pass\\nfor step in range(100):\\n    loss.backward()\\n")
+    >>> "range(int(round(1.5 * (100))))" in stretched(s, 1.5, d / "out").read_text()
+    True
+    """
+    src = Path(script).read_text()
+    node = training_loop(src)
+    lines = src.splitlines(keepends=True)
+    if node.lineno != node.end_lineno:
+        raise ValueError(f"{script}: the training loop's range() spans lines")
+    line = lines[node.lineno - 1]
+    start, end = node.col_offset, node.end_col_offset  # byte offsets; the cases' loop lines are ASCII
+    if len(line.encode()) != len(line):
+        raise ValueError(f"{script}: non-ASCII training-loop line")
+    expr = line[start:end]
+    lines[node.lineno - 1] = f"{line[:start]}int(round({factor:g} * ({expr}))){line[end:]}"
+    folder.mkdir(parents=True, exist_ok=True)
+    copy = folder / f"{Path(script).stem}_x{factor:g}.py"
+    copy.write_text("".join(lines))
+    return copy
+
+
 def _mean(values: list) -> float | None:
     """Mean over seeds; NaN when any seed crashed or ended non-finite (it counts as failed)."""
     if not values:
@@ -139,18 +191,41 @@ def measure_reach(case, twin: Path, best: str | None, out: Path, tol: float, see
     row["case_at_twin"] = bool(_finite(tv) and _finite(row["case_metric"]) and row["case_metric"] >= tv - tol)
     if best is None:
         return row
-    rem, steps = [], []
-    for k in range(seeds):
-        rdir = out / case.name / f"full-{best}-seed{k}"
-        rem.append(run_metric([sys.executable, "-m", "gradwatch.cli", "run", "--remedy", best, "--out", str(rdir),
-                               "--json", str(rdir) + ".json", str(seeded(Path(case.path), k, sdir / "case"))]))
-        steps.append(_steps(rdir))
+    def remedied(tag: str, script_for_seed) -> tuple[list[dict], list]:
+        rem, steps = [], []
+        for k in range(seeds):
+            rdir = out / case.name / f"{tag}-{best}-seed{k}"
+            rem.append(run_metric([sys.executable, "-m", "gradwatch.cli", "run", "--remedy", best, "--out",
+                                   str(rdir), "--json", str(rdir) + ".json", str(script_for_seed(k))]))
+            steps.append(_steps(rdir))
+        return rem, steps
+
+    def seed_script(k: int) -> Path:
+        return seeded(Path(case.path), k, sdir / "case")
+
+    rem, steps = remedied("full", seed_script)
     row.update(remedied_metrics=[r["value"] for r in rem], remedied_exits=[r["exit"] for r in rem],
                remedied_steps_per_seed=steps, remedied_steps=max((s for s in steps if s), default=None))
     row["remedied_metric"] = rv = _mean(row["remedied_metrics"])
     ts, rs = row["twin_steps"], row["remedied_steps"]
-    row["within_steps"] = bool(ts and rs and rs <= 1.5 * ts)
-    row["reached"] = bool(_finite(tv) and _finite(rv) and rv >= tv - tol and row["within_steps"])
+    row["within_steps"] = bool(ts and rs and rs <= STEP_ALLOWANCE * ts)
+    row["reached_at_n"] = bool(_finite(tv) and _finite(rv) and rv >= tv - tol and row["within_steps"])
+    row["reached"] = row["reached_at_n"]
+    if row["reached"] or not _finite(tv):
+        return row
+    # Not there in N steps: the issue allows 1.5x the twin's steps, so run the remedied case that long.
+    try:
+        rem, steps = remedied(f"x{STEP_ALLOWANCE:g}",
+                              lambda k: stretched(seed_script(k), STEP_ALLOWANCE, sdir / f"x{STEP_ALLOWANCE:g}"))
+    except ValueError as e:
+        row["stretched_error"] = str(e)
+        return row
+    row.update(stretched_metrics=[r["value"] for r in rem], stretched_exits=[r["exit"] for r in rem],
+               stretched_steps=max((s for s in steps if s), default=None))
+    row["stretched_metric"] = sv = _mean(row["stretched_metrics"])
+    ss = row["stretched_steps"]
+    ok_steps = bool(ts and ss and ss <= STEP_ALLOWANCE * ts)
+    row["reached"] = bool(_finite(sv) and sv >= tv - tol and ok_steps)
     return row
 
 
@@ -283,7 +358,7 @@ def report(rows: list[dict], console) -> None:
     t2 = Table(title=f"reach: each script run in full (N steps), mean over {seeds} seed(s); healthy twin vs case "
                      f"unchanged vs case with the trial's best remedy injected; reached = remedied >= twin - {tol:g}")
     for c in ("case", "metric", "N (twin)", "twin (± sd)", "case", "case + best remedy (± sd)", "remedy",
-              "steps run", "reached", "twin verdict"):
+              "steps run", f"not there at N: {STEP_ALLOWANCE:g}N steps (± sd)", "reached", "twin verdict"):
         t2.add_column(c, overflow="fold")
     for r in rows:
         t2.add_row(r["case"], str(r.get("metric") or r.get("twin_error", "-")), f(r.get("twin_steps")),
@@ -291,7 +366,10 @@ def report(rows: list[dict], console) -> None:
                    _seeds_cell(r.get("case_metrics"), r.get("case_exits"), sd=False),
                    _seeds_cell(r.get("remedied_metrics"), r.get("remedied_exits")) if r.get("best") else "-",
                    str(r.get("best") or "-"), f(r.get("remedied_steps")),
-                   "yes" if r.get("reached") else "no", str(r.get("twin_verdict") or "-"))
+                   _seeds_cell(r.get("stretched_metrics"), r.get("stretched_exits"))
+                   + (f" ({r['stretched_steps']} steps)" if r.get("stretched_steps") else ""),
+                   ("yes" if r.get("reached_at_n", r.get("reached")) else f"yes, in {STEP_ALLOWANCE:g}N")
+                   if r.get("reached") else "no", str(r.get("twin_verdict") or "-"))
     console.print(t2)
     repaired = sum(bool(r.get("improved")) for r in rows)
     console.print(f"loss lower after the best remedy: {repaired}/{len(rows)}")
@@ -305,9 +383,11 @@ def report(rows: list[dict], console) -> None:
     console.print(f"NaN cases whose run ends on a finite loss under --guard: {ok}/{len(guarded)} "
                   f"(... and the script finishes, exit 0: {done}/{len(guarded)})")
     reached = sum(bool(r.get("reached")) for r in rows)
+    at_n = sum(bool(r.get("reached_at_n", r.get("reached"))) for r in rows)
     already = [r for r in rows if r.get("case_at_twin")]
-    console.print(f"reached the healthy twin's metric: {reached}/{len(rows)} (tolerance {tol:g}, mean of {seeds} "
-                  f"seed(s), at the script's own N steps = the twin's)")
+    console.print(f"reached the healthy twin's metric within {STEP_ALLOWANCE:g}x its steps: {reached}/{len(rows)} "
+                  f"(tolerance {tol:g}, mean of {seeds} seed(s)); at the script's own N steps = the twin's: "
+                  f"{at_n}/{len(rows)}")
     console.print(f"... unremedied case already at the twin's metric: {len(already)}/{len(rows)}; reached among the "
                   f"others: {sum(bool(r.get('reached')) for r in rows if not r.get('case_at_twin'))}"
                   f"/{len(rows) - len(already)}")
