@@ -241,6 +241,34 @@ def test_a_second_round_combination_that_does_better_is_written_into_its_first_r
     assert second_round(arms[:3], 80) == []
 
 
+
+def test_script_and_library_trials_order_remedies_alike():
+    """Helped (lowest loss first), then untried, then harmful (least harm first); an arm that
+    could not run counts as untried. One ordering for both paths (trials.write_ranked)."""
+    from gradwatch.findings import Diagnosis, Finding, Remedy
+    from gradwatch.script_trials import ScriptTrial, rank_into
+    from gradwatch.trials import TrialResult, write_ranked
+
+    def diagnosis():
+        return Diagnosis(steps=50, findings=[Finding("vanishing_gradients", "critical", 0, ["0"], "…", remedies=[
+            Remedy(i, "…") for i in ("reduce_lr", "use_he_init", "add_warmup", "clip_grad_norm", "use_adam",
+                                     "increase_lr")])])
+
+    losses = {"baseline": 2.0, "reduce_lr": 9.0, "use_he_init": 0.5, "add_warmup": 3.0, "clip_grad_norm": 1.0,
+              "increase_lr": 1.5}
+    nan = float("nan")
+    script = [ScriptTrial(r, v, "unhealthy", [], 1, 0) for r, v in losses.items()]
+    script.append(ScriptTrial("use_adam", nan, "failed", [], 1, 1, "boom"))
+    library = [TrialResult(r, v, nan, nan) for r, v in losses.items()]
+    library.append(TrialResult("use_adam", nan, nan, nan, error="cannot apply"))
+    d1, d2 = diagnosis(), diagnosis()
+    rank_into(d1, script, 50)
+    write_ranked(d2, library, "loss after 50 steps")
+    order = ["use_he_init", "clip_grad_norm", "increase_lr", "use_adam", "add_warmup", "reduce_lr"]
+    assert [r.id for r in d1.findings[0].remedies] == order
+    assert [r.id for r in d2.findings[0].remedies] == order
+    assert d1.findings[0].remedies[3].trial is None
+
 GAIN = """
     import torch
     from torch import nn

@@ -165,22 +165,6 @@ def rank_into(diagnosis, arms: list[ScriptTrial], steps: int) -> None:
     Example:
         >>> # rank_into(diagnosis, trial_script(...), steps=100); diagnosis.findings[0].remedies[0].trial
     """
-    from .findings import Trial
-    from .trials import best_per_remedy
+    from .trials import write_ranked
 
-    base = arms[0]
-    by_id = best_per_remedy(arms[1:])
-    for f in diagnosis.findings:
-        for rem in f.remedies:
-            a = by_id.get(rem.id)
-            if a is not None:
-                rem.trial = Trial(metric=f"loss after {steps} steps (script re-run)", before=base.loss, after=a.loss,
-                                  applied=a.remedy if a.remedy != rem.id else None)
-
-        def key(rem):
-            t = rem.trial
-            if t is None:
-                return (1, 0.0)
-            return (0, t.after) if t.improved else (2, 0.0)
-
-        f.remedies.sort(key=key)
+    write_ranked(diagnosis, arms, f"loss after {steps} steps (script re-run)")

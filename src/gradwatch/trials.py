@@ -311,9 +311,6 @@ def rank_remedies(diagnosis, model, optimizer, batches, loss_fn=None, steps: int
     Example:
         >>> # d = gw.diagnose("runs/x"); rank_remedies(d, model, opt, batches); print(d.to_json())
     """
-    from .findings import Trial
-
-    cache: dict[str, TrialResult] = {}
     wanted = []
     for f in diagnosis.findings:
         if f.serious:
@@ -325,21 +322,35 @@ def rank_remedies(diagnosis, model, optimizer, batches, loss_fn=None, steps: int
     if combine:
         results += [_attempt(c, model, optimizer, batches, loss_fn or nn.functional.cross_entropy, steps, seed)
                     for c in second_round(results, steps)]
-    base = results[0]
-    cache.update(best_per_remedy(results[1:]))
-    metric = f"loss after {steps} steps"
+    write_ranked(diagnosis, results, f"loss after {steps} steps")
+    return diagnosis
+
+
+def write_ranked(diagnosis, arms: Sequence, metric: str) -> None:
+    """Write measured arms (``arms[0]`` the baseline; library :class:`TrialResult` or script
+    arms, anything with ``remedy``, ``loss`` and ``error``) into the remedies of ``diagnosis``
+    as ``trial: {metric, before, after, applied}``, and reorder each finding's remedies: measured
+    improvements first (lowest loss first), then the untried, then measured harm (least first).
+    Shared by :func:`rank_remedies` and script trials.
+
+    Example:
+        >>> # write_ranked(diagnosis, [baseline, *arms], "loss after 50 steps")
+    """
+    from .findings import Trial
+
+    base = arms[0]
+    by_id = best_per_remedy(arms[1:])
     for f in diagnosis.findings:
         for rem in f.remedies:
-            res = cache.get(rem.id)
-            if res is not None and res.error is None:
+            res = by_id.get(rem.id)
+            if res is not None:
                 rem.trial = Trial(metric=metric, before=base.loss, after=res.loss,
                                   applied=res.remedy if res.remedy != rem.id else None)
 
-        def key(rem):  # measured improvements first, then untried, then measured harm
+        def key(rem):
             t = rem.trial
             if t is None:
                 return (1, 0.0)
             return (0, t.after) if t.improved else (2, t.after if math.isfinite(t.after) else math.inf)
 
         f.remedies.sort(key=key)
-    return diagnosis
