@@ -184,6 +184,24 @@ def test_reduce_lr_lands_the_first_step_on_its_aim(cls, kw, aim):
     assert abs(ratio / aim - 1) < 0.05, (cls.__name__, ratio)
 
 
+@pytest.mark.parametrize("momentum, lands", [(0.9, 3e-4), (0.0, 7e-3)])
+def test_reduce_lr_judges_the_band_by_the_steps_momentum_makes(momentum, lands):
+    # a first step of 7e-2: a tenth of the rate makes it 7e-3, inside the band for plain SGD (so a
+    # tenth it is), but momentum 0.9 grows the steps to 10 first steps, 7e-2: then the aim, 3e-4
+    from gradwatch.inject import StepRemedy, predicted_first_ratio
+
+    torch.manual_seed(0)
+    m = torch.nn.Linear(32, 32)
+    opt = torch.optim.SGD(m.parameters(), lr=1.0, momentum=momentum)
+    m(torch.randn(16, 32)).pow(2).mean().backward()
+    for g in opt.param_groups:  # set the rate so that the first step is 7e-2 of the weights
+        g["lr"] = 7e-2 / predicted_first_ratio(opt)
+    w0 = m.weight.detach().clone()
+    StepRemedy("reduce_lr").before_step(opt)
+    opt.step()
+    ratio = float((m.weight.detach() - w0).norm() / w0.norm())
+    assert abs(ratio / lands - 1) < 0.05, ratio
+
 def test_a_model_remedy_and_a_step_remedy_combine(tmp_path):
     p = tmp_path / "tiny_rate.py"
     p.write_text(textwrap.dedent("""
@@ -241,6 +259,26 @@ def test_a_second_round_combination_that_does_better_is_written_into_its_first_r
     assert second_round(arms[:3], 80) == []
 
 
+
+def test_a_model_remedy_that_diverged_gets_one_rescue_with_what_its_run_prescribes():
+    from gradwatch.script_trials import ScriptTrial
+    from gradwatch.trials import second_round
+
+    inf = float("inf")
+    arms = [ScriptTrial("baseline", 1.1, "unhealthy", ["vanishing_gradients"], 1, 0),
+            ScriptTrial("use_relu_with_he_init", inf, "unhealthy", ["nonfinite"], 1, 0,
+                        prescribed=["guard_free_id", "reduce_lr", "clip_grad_norm"]),
+            ScriptTrial("use_he_init", 1.09, "unhealthy", ["vanishing_gradients"], 1, 0,
+                        prescribed=["use_relu_with_he_init"]),
+            ScriptTrial("increase_lr", inf, "unhealthy", ["nonfinite"], 1, 0, prescribed=["reduce_lr"])]
+    # the best (use_he_init) has nothing combinable; the diverged swap is retried at a lower rate;
+    # a step remedy that diverged is not "rescued" by undoing itself
+    assert second_round(arms, 100) == ["use_relu_with_he_init+reduce_lr"]
+    # the rescue comes on top of the best arm's combinations, and only once
+    arms[2].prescribed = ["clip_grad_norm", "increase_lr"]
+    arms.append(ScriptTrial("use_leaky_relu", inf, "unhealthy", ["nonfinite"], 1, 0, prescribed=["clip_grad_norm"]))
+    assert second_round(arms, 100) == ["use_he_init+clip_grad_norm", "use_he_init+increase_lr",
+                                       "use_relu_with_he_init+reduce_lr"]
 
 def test_script_and_library_trials_order_remedies_alike():
     """Helped (lowest loss first), then untried, then harmful (least harm first); an arm that

@@ -279,11 +279,12 @@ def _momentum_gain(optimizer: torch.optim.Optimizer) -> float:
 class StepRemedy:
     """Acts before every optimizer step: clipping, warmup, a one-time rate change.
 
-    ``reduce_lr`` divides the rate by 10, or by more when the first step would still move the
-    weights by over ``1e-2`` of their size (:func:`predicted_first_ratio`, measured on a copy):
-    then the rate is set so that the first step lands on the aim. ``increase_lr`` multiplies by
-    10, or by more when the first step would still move them by under ``1e-4``: then to the aim
-    too. A rate a thousand times too large (one step that kills every ReLU) is not fixed by a
+    ``reduce_lr`` divides the rate by 10, or by more when the steps would still move the
+    weights by over ``1e-2`` of their size: then the rate is set so that the first step lands on
+    the aim. ``increase_lr`` multiplies by 10, or by more when the steps would still move them by
+    under ``1e-4``: then to the aim too. "The steps" are the first (:func:`predicted_first_ratio`,
+    measured on a copy) times what momentum makes of it (:func:`_momentum_gain`): a first step of
+    7e-3 at β = 0.9 settles at 7e-2, outside the band, though the first step alone is inside. A rate a thousand times too large (one step that kills every ReLU) is not fixed by a
     tenth of it.
 
     The aim depends on how the optimizer's later steps relate to its first. Plain SGD's steps
@@ -320,12 +321,15 @@ class StepRemedy:
                 r = predicted_first_ratio(optimizer)
                 if type(optimizer).__name__ in _SIGN_LIKE:
                     aim = self.aim["adaptive"] * _uncorrected_first_step(optimizer)
+                    gain = 1.0  # the first step is the largest
                 else:
-                    aim = self.aim["sgd"] / _momentum_gain(optimizer)
+                    gain = _momentum_gain(optimizer)
+                    aim = self.aim["sgd"] / gain
                 if r == r and r > 0:
-                    if self.remedy == "reduce_lr" and r * factor > self.band[1]:
+                    settled = r * factor * gain  # the steps the rate leads to, against the band
+                    if self.remedy == "reduce_lr" and settled > self.band[1]:
                         factor = aim / r
-                    elif self.remedy == "increase_lr" and r * factor < self.band[0]:
+                    elif self.remedy == "increase_lr" and settled < self.band[0]:
                         factor = aim / r
                 self.factor = factor
                 scale_lr(optimizer, factor)

@@ -129,8 +129,8 @@ def trial_script(script, args: list[str], remedies: list[str], steps: int, out, 
     Each arm is the unmodified script in a fresh process, the remedy injected through the
     global hooks (``gradwatch run --remedy R --steps K``). With ``combine``, a second round
     tries the best arm together with what its own diagnosis still prescribes, then with the
-    runners-up (:func:`gradwatch.trials.second_round`); those arms come last, named
-    ``best+next``. ``progress()`` is called after each arm, ``more(n)`` before a second round
+    runners-up, and a model remedy that diverged with the step remedy its own run prescribes
+    (:func:`gradwatch.trials.second_round`); those arms come last, named ``best+next``. ``progress()`` is called after each arm, ``more(n)`` before a second round
     of ``n`` arms (to grow a progress bar).
 
     Example:

@@ -237,6 +237,12 @@ def second_round(arms: Sequence, steps: int, most: int = 2) -> list[str]:
     activation swap) with step remedies (rate, warmup, clipping, guard); an architecture rewrite
     or an optimizer swap is not combined.
 
+    And, beyond ``most``, one rescue: a model remedy whose run *diverged* (non-finite loss) together
+    with the first step remedy its own run's diagnosis prescribes. A new activation or init changes
+    the rate a network tolerates: ReLU with He init at a rate chosen for sigmoid layers can
+    diverge, and the same swap at a lower rate is what the textbook prescribes. Without this the
+    swap would be ranked as harmful on its first round alone.
+
     Example:
         >>> nan = float("nan")
         >>> a = [TrialResult("baseline", 9.0, nan, nan), TrialResult("use_he_init", 2.3, nan, nan),
@@ -249,27 +255,48 @@ def second_round(arms: Sequence, steps: int, most: int = 2) -> list[str]:
     base = arms[0]
     tried = sorted((a for a in arms[1:] if math.isfinite(a.loss) and not a.error
                     and (not math.isfinite(base.loss) or a.loss < base.loss)), key=lambda a: a.loss)
-    if not tried:
-        return []
-    best = tried[0]
-    try:
-        have = {rid for rid, _ in parse_combination(best.remedy)}
-    except ValueError:  # the best is not combinable (an architecture rewrite, an optimizer swap)
-        return []
-    prescribed = list(getattr(best, "prescribed", [])) if getattr(best, "verdict", "") != "healthy" else []
-    others = [remedy_ids(a.remedy)[0] for a in tried[1:] if "+" not in a.remedy]
     combos = []
-    for r in [*prescribed, *others]:
-        if r in have or r not in INJECTABLE:
-            continue
-        spec = f"{best.remedy}+{trial_spec(r, steps)}"
+    if tried:
+        best = tried[0]
         try:
-            parse_combination(spec)
-        except ValueError:
+            have = {rid for rid, _ in parse_combination(best.remedy)}
+        except ValueError:  # the best is not combinable (an architecture rewrite, an optimizer swap)
+            have = None
+        if have is not None:
+            prescribed = list(getattr(best, "prescribed", [])) if getattr(best, "verdict", "") != "healthy" else []
+            others = [remedy_ids(a.remedy)[0] for a in tried[1:] if "+" not in a.remedy]
+            for r in [*prescribed, *others]:
+                if r in have or r not in INJECTABLE:
+                    continue
+                spec = f"{best.remedy}+{trial_spec(r, steps)}"
+                if _combinable(spec):
+                    combos.append(spec)
+                    have.add(r)
+    return combos[:most] + _rescue(arms[1:], steps)[:1]
+
+
+def _combinable(spec: str) -> bool:
+    from .inject import parse_combination
+
+    try:
+        parse_combination(spec)
+    except ValueError:
+        return False
+    return True
+
+
+def _rescue(arms: Sequence, steps: int) -> list[str]:
+    """Diverged model-remedy arms with the first step remedy their own run prescribes."""
+    from .inject import MODEL_REMEDIES, STEP_REMEDIES, trial_spec
+
+    out = []
+    for a in arms:
+        if a.error or math.isfinite(a.loss) or a.remedy not in MODEL_REMEDIES:
             continue
-        combos.append(spec)
-        have.add(r)
-    return combos[:most]
+        step = next((r for r in getattr(a, "prescribed", []) if r in STEP_REMEDIES), None)
+        if step is not None and _combinable(spec := f"{a.remedy}+{trial_spec(step, steps)}"):
+            out.append(spec)
+    return out
 
 
 def best_per_remedy(arms: Sequence) -> dict:
