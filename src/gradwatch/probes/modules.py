@@ -33,7 +33,7 @@ from torch.overrides import TorchFunctionMode
 
 from .activations import FUNCTIONAL_ACTIVATIONS, SATURATION_TAIL, activation_name, family, output_stats
 from .model_info import module_kind
-from .tensors import projection
+from .tensors import combined_projection, identical_from_projection, max_abs_rows
 
 _STAT_KEYS = ("act_mean", "act_std", "act_sat", "act_zero", "act_identical")
 #: outputs up to this many elements are copied and their statistics computed together, batched by
@@ -53,29 +53,17 @@ def _zero() -> torch.Tensor:
 _PLAIN = (torch.Tensor, nn.Parameter)
 
 
-_COMBINED: dict[tuple, torch.Tensor] = {}
-
-
 def _identical_units(units: torch.Tensor, maxabs: torch.Tensor, rtol: float = 1e-5) -> torch.Tensor:
     """:func:`~gradwatch.probes.activations.identical_fraction` of the units (columns) of each
     (samples, units) matrix in ``units``, given each matrix's max |x|: the two projections of
     the original are one here (``m @ r + 1e-3 * m @ r2 == m @ (r + 1e-3 * r2)``)."""
-    k, samples, n = units.shape
-    key = (samples, units.device)
-    v = _COMBINED.get(key)
-    if v is None:
-        r, r2 = projection(samples, units.device)
-        if len(_COMBINED) > 64:
-            _COMBINED.clear()
-        v = _COMBINED[key] = r + 1e-3 * r2
-    sig = (v @ units)  # (k, units)
-    s, _ = torch.sort(sig, dim=1)
-    scale = maxabs * (samples ** 0.5) + 1e-30
-    close = (s[:, 1:] - s[:, :-1]).abs() <= rtol * scale[:, None]
-    twin = torch.zeros(k, n, dtype=torch.bool, device=units.device)
-    twin[:, 1:] |= close
-    twin[:, :-1] |= close
-    return twin.float().mean(dim=1)
+    samples = units.shape[1]
+    return identical_from_projection(combined_projection(samples, units.device) @ units, maxabs, samples, rtol)
+
+
+def _count(flags: torch.Tensor) -> torch.Tensor:
+    """Non-zero entries per row of a (k, n) tensor: ``count_nonzero(dim=1)``, ~3x faster on the CPU."""
+    return flags.bool().sum(1, dtype=torch.int32 if flags.shape[1] < 2**31 else torch.int64)
 
 
 def _first_tensor(x: Any) -> torch.Tensor | None:
@@ -280,23 +268,22 @@ class ModuleProbe:
                 self._act[mid]["act_nonfinite"].append(nonfinite[j])
             return
         fam = family(act)
-        if n_el > 1:
-            std, mean = torch.std_mean(flat, dim=1, unbiased=False)
+        if n_el > 1:  # two passes, as std_mean, but ~8x faster on the CPU than its Welford kernel
+            mean = flat.mean(1)
+            std = torch.linalg.vector_norm(flat - mean[:, None], dim=1) / math.sqrt(n_el)
         else:
             mean, std = flat.mean(1), torch.zeros(k, device=dev)
         finite = cpu and bool(torch.isfinite(mean).all())  # any NaN/Inf entry makes the mean NaN/Inf
         stats = {
             "act_mean": mean,
             "act_std": std,
-            "act_zero": (n_el - torch.count_nonzero(flat, dim=1)).float() / n_el,
+            "act_zero": (n_el - _count(flat)).float() / n_el,
             "act_nonfinite": torch.zeros(k) if finite else (~torch.isfinite(flat)).sum(1).float(),
         }
         if fam == "sigmoid":
-            tails = torch.count_nonzero(flat < SATURATION_TAIL, dim=1) \
-                + torch.count_nonzero(flat > 1 - SATURATION_TAIL, dim=1)
-            stats["act_sat"] = tails.float() / n_el
+            stats["act_sat"] = _count((flat < SATURATION_TAIL) | (flat > 1 - SATURATION_TAIL)).float() / n_el
         elif fam == "tanh":
-            stats["act_sat"] = torch.count_nonzero(flat.abs() > 1 - SATURATION_TAIL, dim=1).float() / n_el
+            stats["act_sat"] = _count(flat.abs() > 1 - SATURATION_TAIL).float() / n_el
         if len(shape) >= 2:
             d = 1 if len(shape) >= 4 else len(shape) - 1  # activations.unit_dim
             if fam in ("relu", "leaky", "smooth"):
@@ -311,8 +298,7 @@ class ModuleProbe:
                 stats["act_identical"] = torch.zeros(k, device=dev)
             else:
                 units = xs.movedim(d + 1, -1).reshape(k, -1, shape[d])  # (k, samples, units)
-                lo, hi = torch.aminmax(flat, dim=1)
-                stats["act_identical"] = _identical_units(units, torch.maximum(hi, lo.neg()))
+                stats["act_identical"] = _identical_units(units, max_abs_rows(flat))
         for key, v in stats.items():
             rows = v.unbind(0)
             for j, mid in enumerate(mids):

@@ -1,0 +1,73 @@
+"""The batched statistics (what the watcher records) equal the one-by-one reference functions."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from gradwatch.probes.activations import identical_fraction, output_stats
+from gradwatch.probes.modules import ModuleProbe
+from gradwatch.probes.tensors import TensorStats
+
+
+def _net():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 32), nn.Sigmoid(),
+                        nn.Linear(32, 16), nn.GELU(), nn.Linear(16, 4))
+    with torch.no_grad():
+        net[2].weight[1:4] = net[2].weight[0]  # units 0-3 of the tanh layer are twins
+        net[2].bias[1:4] = net[2].bias[0]
+        net[4].weight.mul_(25.0)  # the sigmoid layer partly saturates
+        net[0].bias.sub_(0.5)  # some ReLUs are silent
+    return net
+
+
+@pytest.mark.parametrize("batch", [5, 300])  # small outputs are stashed and batched; large ones measured at once
+def test_module_statistics_equal_output_stats(batch):
+    net = _net()
+    x = torch.randn(batch, 8)
+    seen = {}
+    handles = [m.register_forward_hook(lambda m, a, o, i=i: seen.__setitem__(i, o.detach().clone()))
+               for i, m in enumerate(net) if i in (1, 3, 5, 7)]
+    probe = ModuleProbe(net)
+    probe.arm()
+    net(x).sum().backward()
+    vec, _ = probe.collect()
+    probe.disarm()
+    for h in handles:
+        h.remove()
+    names = [e["name"] for e in probe.entries]
+    acts = {1: "relu", 3: "tanh", 5: "sigmoid", 7: "gelu"}
+    for i, act in acts.items():
+        ref = output_stats(seen[i], act)
+        mid = names.index(str(i))
+        for key in ("act_mean", "act_std", "act_zero", "act_sat", "act_identical"):
+            if key not in ref:
+                assert math.isnan(float(vec[key][mid])) if key in vec else True
+                continue
+            assert float(vec[key][mid]) == pytest.approx(float(ref[key]), rel=1e-5, abs=1e-6), (act, key)
+    tanh = names.index("3")
+    assert float(vec["act_identical"][tanh]) == pytest.approx(4 / 32)
+    assert 0 < float(vec["act_sat"][names.index("5")]) < 1
+
+
+def test_weight_statistics_equal_the_reference():
+    torch.manual_seed(0)
+    ws = [nn.Parameter(torch.randn(64, 48)) for _ in range(5)] + [nn.Parameter(torch.randn(6, 7)) for _ in range(5)]
+    ws += [nn.Parameter(torch.randn(300, 200)), nn.Parameter(torch.randn(300, 200))]  # large: not stacked
+    with torch.no_grad():
+        ws[1][5:9] = ws[1][0]
+        ws[7][2] = ws[7][3]
+        ws[10][100:150] = ws[10][0]
+    for w in ws:
+        w.grad = torch.randn_like(w)
+    ws[3].grad[2, 2] = -50.0
+    stats = TensorStats(ws)
+    ident = stats.weight_stats()["identical_frac"]
+    for i, w in enumerate(ws):
+        assert float(ident[i]) == pytest.approx(float(identical_fraction(w.detach())), abs=1e-6), i
+    assert [round(float(ident[i]), 4) for i in (1, 7, 10)] == [round(5 / 64, 4), round(2 / 6, 4), round(51 / 300, 4)]
+    gmax = stats.grad_stats(full=True)["grad_max"]
+    assert [float(v) for v in gmax] == pytest.approx([float(w.grad.abs().max()) for w in ws])
+    assert float(gmax[3]) == 50.0
