@@ -133,3 +133,38 @@ def test_an_interrupted_script_keeps_its_record(tmp_path, sig, status):
     assert proc.returncode == status
     d = json.loads((tmp_path / "d.json").read_text())
     assert d["steps"] >= 30
+
+
+@pytest.mark.parametrize("layout", ["moduledict", "separate", "loose"])
+def test_an_optimizer_over_several_parts_is_watched_under_the_scripts_names(tmp_path, layout):
+    # parts called one by one (head(enc(emb(x)))): in a ModuleDict, as separate variables, or
+    # with a parameter outside every module. The first two are watched with every parameter
+    # named; the third cannot be, and the script must run on all the same.
+    s = script(tmp_path, f"""
+        import torch
+        from torch import nn
+        torch.manual_seed(0)
+        encoder, decoder = nn.Sequential(nn.Linear(4, 8), nn.Tanh()), nn.Linear(8, 1)
+        scale = nn.Parameter(torch.ones(()))
+        layout = "{layout}"
+        if layout == "moduledict":
+            model = nn.ModuleDict({{"encoder": encoder, "decoder": decoder}})
+            params = model.parameters()
+        else:
+            params = [*encoder.parameters(), *decoder.parameters()] + ([scale] if layout == "loose" else [])
+        opt = torch.optim.SGD(params, lr=0.05)
+        for step in range(12):
+            x = torch.randn(16, 4)
+            loss = (decoder(encoder(x)) * scale - x.sum(1, keepdim=True)).pow(2).mean()
+            opt.zero_grad(); loss.backward(); opt.step()
+        print("done", step)
+    """)
+    r = run(["run", "--out", "rundir", str(s)], tmp_path)
+    assert r.returncode == 0 and "done 11" in r.stdout, r.stderr
+    from gradwatch.record import load
+
+    if layout == "loose":
+        assert "not watched" in r.stderr and "Traceback" not in r.stderr
+        return
+    names = set(load(tmp_path / "rundir").params.name)
+    assert names == {"encoder.0.weight", "encoder.0.bias", "decoder.weight", "decoder.bias"}

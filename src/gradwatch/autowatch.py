@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn.modules import module as module_hooks
 from torch.optim import optimizer as optimizer_hooks
 
-from .watcher import Watcher, is_loss
+from .watcher import WatchError, Watcher, is_loss
 
 
 class AutoWatch:
@@ -130,8 +130,14 @@ class AutoWatch:
             print("gradwatch: an optimizer steps parameters of no module seen; not watched", file=sys.stderr)
             return
         if w is None:
+            try:
+                watcher = Watcher(root, optimizer, out=self.out, first_stats_step=1, **self.watch_kwargs)
+            except WatchError as e:  # the script goes on, unwatched: never fail it for our sake
+                self._ignored.add(optimizer)
+                print(f"gradwatch: this optimizer is not watched: {e}", file=sys.stderr)
+                return
             first_loss = self._release_first_loss()
-            self.watcher = Watcher(root, optimizer, out=self.out, first_stats_step=1, **self.watch_kwargs)
+            self.watcher = watcher
             if first_loss is not None:
                 self.watcher._saw_loss(first_loss)
             first_args = self._first_args.get(root)
@@ -145,7 +151,11 @@ class AutoWatch:
             if not self.model_remedy:  # a model remedy still needs to see top-level calls
                 self._remove_module_hooks()
         elif root is w.model or params <= set(w._param_ids):
-            w.add_optimizer(optimizer)
+            try:
+                w.add_optimizer(optimizer)
+            except WatchError as e:
+                self._ignored.add(optimizer)
+                print(f"gradwatch: a second optimizer is not watched: {e}", file=sys.stderr)
         else:
             self._ignored.add(optimizer)
             print(
@@ -155,19 +165,17 @@ class AutoWatch:
             )
 
     def _find_root(self, params: set[int]) -> nn.Module | None:
-        candidates = list(self._roots.keys())
-        if not candidates:  # no forward seen through modules: look at every live module
-            candidates = [o for o in gc.get_objects() if isinstance(o, nn.Module)]
-        best, best_key = None, None
-        for m in candidates:
-            own = {id(p) for p in m.parameters()}
-            overlap = len(own & params)
-            if overlap == 0:
-                continue
-            # most of the optimizer's parameters, then the tightest fit
-            key = (overlap, -len(own))
-            if best_key is None or key > best_key:
-                best, best_key = m, key
+        """The model an optimizer trains: of the modules called at the top level, the one
+        holding most of its parameters (then the tightest fit). When that one does not hold them
+        all — parts kept in an ``nn.ModuleDict`` and called one by one (``head(enc(emb(x)))``) —
+        the smallest live module that holds them all, so every parameter has a name; with no
+        such module (an encoder and a decoder, one optimizer over both), the parts joined in an
+        ``nn.ModuleDict`` named after the script's variables (:func:`_join`)."""
+        candidates = list(self._roots.keys()) or _live_modules()  # no forward seen: every live module
+        best = _tightest(candidates, params)
+        if best is None or not params <= {id(p) for p in best.parameters()}:
+            container = _tightest(_live_modules(), params, whole=True)
+            best = container or _join(candidates, params) or best
         return best
 
     def note_crash(self, exc: BaseException) -> None:
@@ -191,3 +199,45 @@ class AutoWatch:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _tightest(modules: list[nn.Module], params: set[int], whole: bool = False) -> nn.Module | None:
+    """The module holding most of ``params`` (with ``whole``: all of them), fewest parameters
+    of its own first among equals; None if none holds any (or, with ``whole``, all)."""
+    best, best_key = None, None
+    for m in modules:
+        own = {id(p) for p in m.parameters()}
+        overlap = len(own & params)
+        if overlap == 0 or (whole and overlap < len(params)):
+            continue
+        key = (overlap, -len(own))
+        if best_key is None or key > best_key:
+            best, best_key = m, key
+    return best
+
+
+def _live_modules() -> list[nn.Module]:
+    """Every ``nn.Module`` alive in the process (the garbage collector's view)."""
+    import warnings
+
+    with warnings.catch_warnings():  # isinstance() on some lazy torch objects warns (torch.distributed.reduce_op)
+        warnings.simplefilter("ignore")
+        return [o for o in gc.get_objects() if isinstance(o, nn.Module)]
+
+
+def _join(candidates: list[nn.Module], params: set[int]) -> nn.Module | None:
+    """The top-level modules that together hold ``params`` (each holding some), in one
+    ``nn.ModuleDict`` keyed by the names the script gave them (``encoder``, ``decoder``; the class
+    name where it has none); None when they do not hold all of ``params``."""
+    parts = [m for m in candidates if any(id(p) in params for p in m.parameters())]
+    parts = [m for m in parts if not any(o is not m and any(c is m for c in o.modules()) for o in parts)]
+    covered = {id(p) for m in parts for p in m.parameters()}
+    if len(parts) < 2 or not params <= covered:
+        return None
+    script = getattr(sys.modules.get("__main__"), "__dict__", {})
+    by_id = {id(v): k for k, v in script.items() if isinstance(v, nn.Module) and k.isidentifier()}
+    names: dict[str, nn.Module] = {}
+    for i, m in enumerate(parts):
+        name = by_id.get(id(m)) or type(m).__name__.lower()
+        names[name if name not in names else f"{name}_{i}"] = m
+    return nn.ModuleDict(names)

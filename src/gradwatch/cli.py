@@ -126,7 +126,8 @@ def run(
         _fail(str(e))
     if watcher is None:
         _stderr_console().print(
-            "gradwatch: the script never stepped an optimizer, so there is nothing to diagnose", highlight=False)
+            "gradwatch: no optimizer step was watched (the script stepped none, or none that gradwatch could watch: "
+            "see above), so there is nothing to diagnose", highlight=False)
         raise typer.Exit(status)
     try:
         _finish(out, json_path, trial=(script, list(ctx.args), min(trial_steps, watcher.step)) if trial else None)
