@@ -166,10 +166,10 @@ def test_predicted_first_ratio_matches_the_step_taken():
 
 @pytest.mark.parametrize("cls, kw, aim", [(torch.optim.SGD, {}, 3e-3), (torch.optim.SGD, {"momentum": 0.9}, 3e-4),
                                           (torch.optim.SGD, {"momentum": 0.5, "nesterov": True}, 1.5e-3),
-                                          (torch.optim.Adam, {}, 1e-2), (torch.optim.RMSprop, {}, 1e-1)])
+                                          (torch.optim.Adam, {}, 2e-2), (torch.optim.RMSprop, {}, 2e-1)])
 def test_reduce_lr_lands_the_first_step_on_its_aim(cls, kw, aim):
     # a rate 1000x too large: the measured first step lands on the optimizer's aim (RMSprop's first
-    # step is 1/sqrt(1-alpha) = 10x a bias-corrected one, so 10x the adaptive aim of 1e-2; momentum
+    # step is 1/sqrt(1-alpha) = 10x a bias-corrected one, so 10x the adaptive aim of 2e-2; momentum
     # beta makes later steps 1/(1-beta) first steps, so the first aims that much lower)
     from gradwatch.inject import StepRemedy
 
