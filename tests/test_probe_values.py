@@ -71,3 +71,29 @@ def test_weight_statistics_equal_the_reference():
     gmax = stats.grad_stats(full=True)["grad_max"]
     assert [float(v) for v in gmax] == pytest.approx([float(w.grad.abs().max()) for w in ws])
     assert float(gmax[3]) == 50.0
+
+
+def test_functional_activations_are_seen_in_parts_of_a_root_that_is_never_called():
+    # gradwatch run watches a ModuleDict whose members the script calls one by one: the mode that
+    # sees torch.sigmoid(h) must follow the outermost call into the model, not the root's own
+    class Enc(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 8)
+
+        def forward(self, x):
+            return torch.sigmoid(self.fc(x))
+
+    torch.manual_seed(0)
+    root = nn.ModuleDict({"enc": Enc(), "head": nn.Linear(8, 1)})
+    probe = ModuleProbe(root)
+    probe.arm()
+    root["head"](root["enc"](torch.randn(16, 4))).sum().backward()
+    vec, _ = probe.collect()
+    probe.disarm()
+    names = [e["name"] for e in probe.entries]
+    assert "enc.fc:sigmoid" in names
+    assert 0 < float(vec["act_mean"][names.index("enc.fc:sigmoid")]) < 1
+    assert torch.isfinite(vec["delta"][names.index("head")])
+    # and outside the model's calls nothing is intercepted any more
+    assert probe._mode is None

@@ -157,9 +157,11 @@ class ModuleProbe:
         recurrent = isinstance(self._mods[mid], nn.RNNBase)
 
         def pre(module, args):
+            outermost = not self._stack  # the root, or a part of a root that is never called itself
             self._stack.append(mid)
-            if mid == 0 and torch.is_grad_enabled():
-                self.root_calls += 1
+            if (mid == 0 or outermost) and torch.is_grad_enabled():
+                if mid == 0:
+                    self.root_calls += 1
                 if self._mode is None:
                     self._mode = _FunctionalActivations(self)
                     self._mode.__enter__()
@@ -181,7 +183,8 @@ class ModuleProbe:
         def post(mod, args, output):
             if self._stack and self._stack[-1] == mid:
                 self._stack.pop()
-            if mid == 0:
+            outermost = not self._stack
+            if outermost:
                 self._exit_mode()
             if not torch.is_grad_enabled():
                 return
@@ -193,7 +196,7 @@ class ModuleProbe:
                     self._record(mid, out, act)
             else:
                 self._record(mid, out, act)
-            if mid == 0 and self._stash:
+            if outermost and self._stash:
                 self._flush_stash()
             if recurrent and args and isinstance(args[0], torch.Tensor) and args[0].requires_grad \
                     and args[0].dim() == 3:
