@@ -203,12 +203,15 @@ def measure_reach(case, twin: Path, best: str | None, out: Path, tol: float, see
     def seed_script(k: int) -> Path:
         return seeded(Path(case.path), k, sdir / "case")
 
+    def within(ran) -> bool:  # the steps a remedied run recorded, against the allowance
+        ts = row["twin_steps"]
+        return bool(ts and ran and ran <= STEP_ALLOWANCE * ts)
+
     rem, steps = remedied("full", seed_script)
     row.update(remedied_metrics=[r["value"] for r in rem], remedied_exits=[r["exit"] for r in rem],
                remedied_steps_per_seed=steps, remedied_steps=max((s for s in steps if s), default=None))
     row["remedied_metric"] = rv = _mean(row["remedied_metrics"])
-    ts, rs = row["twin_steps"], row["remedied_steps"]
-    row["within_steps"] = bool(ts and rs and rs <= STEP_ALLOWANCE * ts)
+    row["within_steps"] = within(row["remedied_steps"])
     row["reached_at_n"] = bool(_finite(tv) and _finite(rv) and rv >= tv - tol and row["within_steps"])
     row["reached"] = row["reached_at_n"]
     if row["reached"] or not _finite(tv):
@@ -223,9 +226,7 @@ def measure_reach(case, twin: Path, best: str | None, out: Path, tol: float, see
     row.update(stretched_metrics=[r["value"] for r in rem], stretched_exits=[r["exit"] for r in rem],
                stretched_steps=max((s for s in steps if s), default=None))
     row["stretched_metric"] = sv = _mean(row["stretched_metrics"])
-    ss = row["stretched_steps"]
-    ok_steps = bool(ts and ss and ss <= STEP_ALLOWANCE * ts)
-    row["reached"] = bool(_finite(sv) and sv >= tv - tol and ok_steps)
+    row["reached"] = bool(_finite(sv) and sv >= tv - tol and within(row["stretched_steps"]))
     return row
 
 

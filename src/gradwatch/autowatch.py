@@ -37,17 +37,15 @@ class AutoWatch:
 
     def __init__(self, out: str, remedy: str | None = None, max_steps: int | None = None,
                  **watch_kwargs: Any) -> None:
-        from .inject import MODEL_REMEDIES, StepRemedy, parse_combination
+        from .inject import split_combination
 
         # "use_he_init+add_warmup:25": one model remedy at most, step remedies in their order
-        parts = parse_combination(remedy) if remedy is not None else []
+        self.model_remedy, self.step_remedies, guard = (
+            split_combination(remedy) if remedy is not None else (None, [], False))
         self.out = out
         self.watch_kwargs = watch_kwargs
-        if any(rid == "guard" for rid, _ in parts):
+        if guard:
             self.watch_kwargs["guard"] = True
-        self.model_remedy = next((rid for rid, _ in parts if rid in MODEL_REMEDIES), None)
-        self.step_remedies = [StepRemedy(rid, **opts) for rid, opts in parts
-                              if rid not in MODEL_REMEDIES and rid != "guard"]
         self.max_steps = max_steps
         self._remedied: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()
         self.watcher: Watcher | None = None
@@ -171,10 +169,11 @@ class AutoWatch:
         the smallest live module that holds them all, so every parameter has a name; with no
         such module (an encoder and a decoder, one optimizer over both), the parts joined in an
         ``nn.ModuleDict`` named after the script's variables (:func:`_join`)."""
-        candidates = list(self._roots.keys()) or _live_modules()  # no forward seen: every live module
+        live = None if self._roots else _live_modules()
+        candidates = list(self._roots.keys()) or live  # no forward seen: every live module
         best = _tightest(candidates, params)
         if best is None or not params <= {id(p) for p in best.parameters()}:
-            container = _tightest(_live_modules(), params, whole=True)
+            container = _tightest(live if live is not None else _live_modules(), params, whole=True)
             best = container or _join(candidates, params) or best
         return best
 

@@ -284,8 +284,8 @@ class StepRemedy:
     the aim. ``increase_lr`` multiplies by 10, or by more when the steps would still move them by
     under ``1e-4``: then to the aim too. "The steps" are the first (:func:`predicted_first_ratio`,
     measured on a copy) times what momentum makes of it (:func:`_momentum_gain`): a first step of
-    7e-3 at β = 0.9 settles at 7e-2, outside the band, though the first step alone is inside. A rate a thousand times too large (one step that kills every ReLU) is not fixed by a
-    tenth of it.
+    7e-3 at β = 0.9 settles at 7e-2, outside the band, though the first step alone is inside. A
+    rate a thousand times too large (one step that kills every ReLU) is not fixed by a tenth of it.
 
     The aim depends on how the optimizer's later steps relate to its first. Plain SGD's steps
     stay near the first: it aims at ``3e-3``, inside the band (the healthy plain-SGD twins of the
@@ -347,3 +347,19 @@ class StepRemedy:
             f = min(1.0, (n + 1) / self.warmup)
             for g, base in zip(optimizer.param_groups, self._base[key]):
                 g["lr"] = base * f
+
+
+def split_combination(spec: str) -> tuple[str | None, list[StepRemedy], bool]:
+    """A remedy spec as what applies it: the model remedy (None without one), the step remedies
+    to run before every optimizer step (in :func:`parse_combination`'s order) and whether it asks
+    for the guard. One reading for ``gradwatch run --remedy`` and for library trials.
+
+    Example:
+        >>> model, steps, guard = split_combination("add_warmup:10+use_he_init+guard")
+        >>> model, [s.remedy for s in steps], steps[0].warmup, guard
+        ('use_he_init', ['add_warmup'], 10, True)
+    """
+    parts = parse_combination(spec)
+    model = next((rid for rid, _ in parts if rid in MODEL_REMEDIES), None)
+    steps = [StepRemedy(rid, **opts) for rid, opts in parts if rid not in MODEL_REMEDIES and rid != "guard"]
+    return model, steps, any(rid == "guard" for rid, _ in parts)

@@ -130,8 +130,9 @@ def trial_script(script, args: list[str], remedies: list[str], steps: int, out, 
     global hooks (``gradwatch run --remedy R --steps K``). With ``combine``, a second round
     tries the best arm together with what its own diagnosis still prescribes, then with the
     runners-up, and a model remedy that diverged with the step remedy its own run prescribes
-    (:func:`gradwatch.trials.second_round`); those arms come last, named ``best+next``. ``progress()`` is called after each arm, ``more(n)`` before a second round
-    of ``n`` arms (to grow a progress bar).
+    (:func:`gradwatch.trials.second_round`); those arms come last, named ``best+next``.
+    ``progress()`` is called after each arm, ``more(n)`` before a second round of ``n`` arms (to
+    grow a progress bar).
 
     Example:
         >>> # arms = trial_script("train.py", [], ["reduce_lr", "clip_grad_norm"], steps=100, out="runs/t")

@@ -64,13 +64,12 @@ class _StepRemedies:
 def _combined_arm(spec: str, model: nn.Module, opt: torch.optim.Optimizer, steps: int) -> Arm:
     """``use_he_init+increase_lr``: the model remedy's arm, with the step remedies before every
     step (the same :func:`~gradwatch.inject.parse_combination` rules as ``gradwatch run --remedy``)."""
-    from .inject import MODEL_REMEDIES, StepRemedy, parse_combination
+    from .inject import split_combination
 
-    parts = parse_combination(spec)
-    arm = build_arm(next((rid for rid, _ in parts if rid in MODEL_REMEDIES), "baseline"), model, opt, steps)
-    items = [StepRemedy(rid, **opts) for rid, opts in parts if rid not in MODEL_REMEDIES and rid != "guard"]
+    model_remedy, items, guard = split_combination(spec)
+    arm = build_arm(model_remedy or "baseline", model, opt, steps)
     arm.step_remedy = _StepRemedies(items) if items else None
-    arm.guard = any(rid == "guard" for rid, _ in parts)
+    arm.guard = guard
     return arm
 
 
