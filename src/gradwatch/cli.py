@@ -97,7 +97,7 @@ def run(
     guard: bool = typer.Option(False, "--guard", help="skip exploding/non-finite steps, roll back on repeated failure"),
     every: int = typer.Option(10, "--every", help="steps between the slow statistics (δ, activations, updates) "
                               "for the first ten of them"),
-    stats_budget: float = typer.Option(0.01, "--stats-budget", help="then space them so they add at most this "
+    stats_budget: float = typer.Option(0.005, "--stats-budget", help="then space them so they add at most this "
                                        "fraction of the training time; 0 = every --every steps throughout"),
     remedy: Optional[str] = typer.Option(None, "--remedy", help="apply a remedy to the running script (e.g. use_he_init, reduce_lr, add_warmup:25 = "
                                    "a 25-step warmup, clip_grad_norm:0.5)"),

@@ -14,9 +14,9 @@ placed so that the extra time stays within ``budget`` of the training time::
     extra = median(statistics step / ordinary step) − 1
     gap = ceil(extra / budget),  clamped to [every, max_gap]
 
-A statistics step that costs two ordinary steps, under the default 1 % budget, comes every 200
-steps. ``budget=None`` keeps the fixed spacing for the whole run (and in distributed runs, where
-every rank must pick the same steps). Steps can also be forced (the guard looks closely for a
+A statistics step that costs two ordinary steps extra, under the watcher's default 0.5 % budget,
+comes every 400 steps. ``budget=None`` keeps the fixed spacing for the whole run (and in
+distributed runs, where every rank must pick the same steps). Steps can also be forced (the guard looks closely for a
 while after a skipped step).
 
 Example:

@@ -131,6 +131,26 @@ def pack(values: np.ndarray, dtype: str = "bfloat16") -> bytes:
     return out.tobytes()
 
 
+def pack_rows(vectors: list[np.ndarray], dtype: str = "bfloat16") -> list[bytes]:
+    """:func:`pack` of each vector, in one pass over those of equal length (a batch of steps).
+
+    Example:
+        >>> rows = pack_rows([np.array([1.0, 2.0]), np.array([3.0, 4.0]), np.array([5.0])], "float32")
+        >>> [unpack(r, "float32").tolist() for r in rows]
+        [[1.0, 2.0], [3.0, 4.0], [5.0]]
+    """
+    out: list[bytes | None] = [None] * len(vectors)
+    by_len: dict[int, list[int]] = {}
+    for i, v in enumerate(vectors):
+        by_len.setdefault(len(v), []).append(i)
+    for n, ix in by_len.items():
+        data = pack(np.stack([vectors[i] for i in ix]) if len(ix) > 1 else vectors[ix[0]], dtype)
+        width = len(data) // len(ix)
+        for j, i in enumerate(ix):
+            out[i] = data[j * width:(j + 1) * width]
+    return out  # type: ignore[return-value]
+
+
 def unpack(data: bytes, dtype: str = "bfloat16") -> np.ndarray:
     """Inverse of :func:`pack`; returns float32.
 
@@ -274,15 +294,19 @@ class RunStore:
     ) -> None:
         """Store a batch of steps, their vectors and per-call norms in one transaction."""
         p = self.precision
+        # rows are made here, in a few vectorised passes: the writer thread then runs only
+        # SQLite (which lets go of the GIL), so it never holds up the training thread's Python
         step_rows = [_step_row(r) for r in steps]
+        keys = [(int(s), m) for s, vecs in series for m in vecs]
+        blobs = pack_rows([v for _, vecs in series for v in vecs.values()], p)
+        srows = [(s, m, p, b) for (s, m), b in zip(keys, blobs)]
+        cblobs = pack_rows([v for _, _, v in calls], p)
+        crows = [(int(s), int(mod), p, b) for (s, mod, _), b in zip(calls, cblobs)]
 
         def job(con: sqlite3.Connection) -> None:
-            # packing happens here, on the writer thread
-            srows = [(int(s), m, p, pack(v, p)) for s, vecs in series for m, v in vecs.items()]
-            crows = [(int(s), int(mod), p, pack(v, p)) for s, mod, v in calls]
-            con.executemany("INSERT OR REPLACE INTO steps VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)", step_rows)
-            con.executemany("INSERT OR REPLACE INTO series VALUES(?, ?, ?, ?)", srows)
-            con.executemany("INSERT OR REPLACE INTO calls VALUES(?, ?, ?, ?)", crows)
+            _insert_rows(con, "steps", step_rows)
+            _insert_rows(con, "series", srows)
+            _insert_rows(con, "calls", crows)
 
         self._submit(job)
 
@@ -314,6 +338,27 @@ class RunStore:
         if self._error is not None:
             err, self._error = self._error, None
             raise StoreError(f"writing {self.path} failed: {err}") from err
+
+
+#: rows per multi-row INSERT (SQLite allows 32 766 bound values per statement since 3.32)
+_ROWS_PER_INSERT = 256
+
+
+def _insert_rows(con: sqlite3.Connection, table: str, rows: list[tuple]) -> None:
+    """``INSERT OR REPLACE`` many rows in a few statements of many rows each.
+
+    ``executemany`` steps SQLite once per row, and the sqlite3 module lets go of the GIL and takes
+    it back around every step: with the training thread running Python alongside, each hand-over
+    costs it a thread switch. A statement of 256 rows is one step.
+    """
+    if not rows:
+        return
+    width = len(rows[0])
+    one = "(" + ", ".join("?" * width) + ")"
+    for i in range(0, len(rows), _ROWS_PER_INSERT):
+        chunk = rows[i:i + _ROWS_PER_INSERT]
+        sql = f"INSERT OR REPLACE INTO {table} VALUES " + ", ".join([one] * len(chunk))
+        con.execute(sql, [v for row in chunk for v in row])
 
 
 def _step_row(r: dict[str, Any]) -> tuple:
