@@ -4,6 +4,8 @@ Every configuration trains its own copy of the same model (same initial weights,
 full training steps (zero_grad, forward, loss, backward, Adam step). Configurations:
 
     unwatched      plain training
+    control        plain training again, on its own copy: an A/A control, whose ratio to unwatched
+                   shows how far two identical configurations drift apart on this machine
     default        gw.watch(model, opt, out=tmp) in its steady state: one watcher per model for the
                    whole benchmark, attached with an untimed lead-in of 100 steps (the dense start:
                    statistics every 10 steps), after which the statistics steps are spaced by
@@ -335,16 +337,38 @@ def bench_model(name, configs, rounds, steps, warmup, tmp, log):
     for c in configs:
         plain = {rnd: t / n for rnd, t, n in times["unwatched"]}
         ratios = sorted((t / n) / plain[rnd] for rnd, t, n in times[c])
+        lo, hi = _bootstrap_interval(times[c], times["unwatched"])
         res["configs"][c] = {"step_ms": 1e3 * per_step(c), "ratio": per_step(c) / base,
+                             "ratio_95": [lo, hi],
                              "round_ratio_min": ratios[0], "round_ratio_max": ratios[-1],
                              "round_ms": [1e3 * t / n for _, t, n in times[c]]}
     return res
 
 
+def _bootstrap_interval(rows, plain_rows, draws=2000, seed=0):
+    """A 95 % interval of the ratio (total time per step ÷ unwatched's), resampling rounds: each
+    draw picks rounds with replacement and recomputes both totals over the rounds picked."""
+    import random
+
+    plain = {rnd: (t, n) for rnd, t, n in plain_rows}
+    pairs = [(t, n, *plain[rnd]) for rnd, t, n in rows if rnd in plain]
+    if len(pairs) < 2:
+        return float("nan"), float("nan")
+    rng = random.Random(seed)
+    out = []
+    for _ in range(draws):
+        pick = [pairs[rng.randrange(len(pairs))] for _ in pairs]
+        t = sum(p[0] for p in pick) / sum(p[1] for p in pick)
+        u = sum(p[2] for p in pick) / sum(p[3] for p in pick)
+        out.append(t / u)
+    out.sort()
+    return out[int(0.025 * draws)], out[int(0.975 * draws) - 1]
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", default=",".join(MODELS), help=f"comma list of {','.join(MODELS)}")
-    ap.add_argument("--configs", default="unwatched,default,start,all,guard,anomaly",
+    ap.add_argument("--configs", default="unwatched,control,default,start,all,guard,anomaly",
                     help="add ,tensorboard for the TensorBoard peer (slow: seconds per step on mlp1000)")
     ap.add_argument("--steps", type=int, default=10,
                     help="timed steps per configuration per round (short rounds: load bursts hit all alike)")
@@ -399,8 +423,9 @@ def main(argv=None):
         cells = []
         for c in configs[1:]:
             ratio = r["configs"][c]["ratio"]
+            lo, hi = r["configs"][c]["ratio_95"]
             ok = c not in TARGETS or ratio <= TARGETS[c]
-            cell = f"{ratio:.3f}×"
+            cell = f"{ratio:.3f}× ({lo:.3f}–{hi:.3f})" if c in ("control", "default", "guard") else f"{ratio:.3f}×"
             cells.append(cell if ok else f"[red]{cell}[/red]")
         if both:  # the guard's own cost on top of the watching it implies
             g = r["configs"]["guard"]["step_ms"] / r["configs"]["default"]["step_ms"]
@@ -408,7 +433,8 @@ def main(argv=None):
             cells.append(f"{g:.3f}×")
         table.add_row(r["model"], str(r["param_tensors"]), str(r["modules"]), f"{r['unwatched_ms']:.1f} ms", *cells)
     console.print(table)
-    console.print("ratio = time per step over all rounds ÷ the same unwatched; red: over the target. "
+    console.print("ratio = time per step over all rounds ÷ the same unwatched (in brackets: a 95 % interval, "
+                  "resampling rounds); control: unwatched again on its own copy (the A/A noise floor); red: over the target. "
                   "default/guard: the steady state after a 100-step lead-in; start: the first 100 steps. "
                   "Per-round ratios and the statistics schedule reached are in the JSON.")
     payload = {
