@@ -34,6 +34,8 @@ scatter: a round holds a statistics step or not) are in the JSON.
     python benchmarks/overhead.py --models mlp1000 --rounds 60 --configs unwatched,default,guard
     python benchmarks/overhead.py --configs unwatched,default,guard
     python benchmarks/overhead.py --split 200 --models mlp,cnn,transformer,lstm   # where the default cost goes
+    python benchmarks/overhead.py --floor --models mlp,cnn,transformer,lstm --json benchmarks/overhead-floor.json
+                                                        # what every-step statistics cost in bare torch ops
     python benchmarks/overhead.py --models mlp,cnn,lstm --configs unwatched,default,tensorboard
 
 Writes ``benchmarks/overhead-results.json`` (``--json`` to change).
@@ -286,6 +288,129 @@ def split(models, steps, console):
     return rows
 
 
+# ---------------------------------------------------------------- the floor under stats="all"
+
+_ACTIVATIONS = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.LeakyReLU, nn.ELU, nn.SiLU)
+
+
+class FloorRunner:
+    """Plain training with a subset of the "all" statistics done by bare torch ops, no gradwatch:
+    what those numbers cost at the least on this machine.
+
+    parts: ``gradients`` (per-parameter L2 norm and max |g|: ``_foreach_norm``, amax/amin),
+    ``update`` (per-parameter weight norm; a copy of the weights before the step into buffers
+    made once, then ``_foreach_sub_`` and ``_foreach_norm``: ‖w_after − w_before‖),
+    ``delta`` (a forward hook on every module registering a tensor hook that takes ‖∂L/∂h‖),
+    ``activations`` (per activation module: mean, std, fraction exactly zero, per-unit max over
+    the batch for "fired"). Left out, so the true floor is higher: identical units, saturated
+    tails, per-module non-finite counts, per-time-step norms, moving anything to the host.
+    """
+
+    def __init__(self, parts, base, x, y):
+        self.parts = parts
+        self.model = copy.deepcopy(base)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-4)
+        self.x, self.y, self.loss_fn = x, y, nn.CrossEntropyLoss()
+        self.params = list(self.model.parameters())
+        self.bufs = [torch.empty_like(p) for p in self.params] if "update" in parts else None
+        self.kept = []
+        self.handles = []
+        if "delta" in parts:
+            for m in self.model.modules():
+                if m is not self.model:
+                    self.handles.append(m.register_forward_hook(self._delta))
+        if "activations" in parts:
+            for m in self.model.modules():
+                if isinstance(m, _ACTIVATIONS):
+                    self.handles.append(m.register_forward_hook(self._activation))
+
+    def _delta(self, module, args, out):
+        if isinstance(out, torch.Tensor) and out.requires_grad:
+            out.register_hook(lambda g: self.kept.append(torch.linalg.vector_norm(g)))
+
+    def _activation(self, module, args, out):
+        o = out.detach()
+        o = o.reshape(-1, o.shape[-1]) if o.dim() > 1 else o[None]
+        self.kept += [o.mean(), o.std(), (o == 0).sum(), o.amax(0) > 0]
+
+    @torch.no_grad()
+    def _before(self):
+        grads = [p.grad for p in self.params]
+        if "gradients" in self.parts:
+            self.kept += torch._foreach_norm(grads, 2)
+            self.kept += [torch.maximum(g.amax(), g.amin().neg()) for g in grads]
+        if "update" in self.parts:
+            w = [p.detach() for p in self.params]
+            self.kept += torch._foreach_norm(w, 2)
+            torch._foreach_copy_(self.bufs, w)
+
+    @torch.no_grad()
+    def _after(self):
+        if "update" in self.parts:
+            torch._foreach_sub_(self.bufs, [p.detach() for p in self.params])
+            self.kept += torch._foreach_norm(self.bufs, 2)
+
+    def step(self):
+        self.opt.zero_grad(set_to_none=True)
+        loss = self.loss_fn(self.model(self.x), self.y)
+        loss.backward()
+        self._before()
+        self.opt.step()
+        self._after()
+        self.kept.clear()
+
+    def close(self):
+        for h in self.handles:
+            h.remove()
+
+
+FLOOR_PARTS = {"unwatched": (), "gradients": ("gradients",), "update": ("update",), "delta": ("delta",),
+               "activations": ("activations",), "together": ("gradients", "update", "delta", "activations")}
+
+
+def floor(models, rounds, steps, console):
+    """The least the every-step statistics cost with bare torch ops (FloorRunner), per part and
+    all together, interleaved in rounds like the main table; prints a table, returns the rows."""
+    from rich.table import Table
+
+    table = Table(title=f"The floor under stats=\"all\": a subset of its statistics in bare torch ops, every step "
+                        f"({rounds} rounds × {steps} steps, interleaved)")
+    table.add_column("model")
+    table.add_column("unwatched", justify="right")
+    for name in list(FLOOR_PARTS)[1:]:
+        table.add_column(name, justify="right")
+    rows = {}
+    for name in models:
+        torch.manual_seed(0)
+        base, x, y, _ = MODELS[name]()
+        runners = {k: FloorRunner(parts, base, x, y) for k, parts in FLOOR_PARTS.items()}
+        for r in runners.values():
+            for _ in range(3):
+                r.step()
+        times = {k: [] for k in runners}
+        for rnd in range(rounds):
+            keys = list(runners)
+            for k in keys[rnd % len(keys):] + keys[:rnd % len(keys)]:
+                t0 = time.perf_counter()
+                for _ in range(steps):
+                    runners[k].step()
+                times[k].append((rnd, time.perf_counter() - t0, steps))
+        for r in runners.values():
+            r.close()
+        base_t = sum(t for _, t, _ in times["unwatched"])
+        rows[name] = {k: sum(t for _, t, _ in v) / base_t for k, v in times.items()}
+        rows[name]["unwatched_ms"] = 1e3 * base_t / (rounds * steps)
+        cells = []
+        for k in list(FLOOR_PARTS)[1:]:
+            lo, hi = _bootstrap_interval(times[k], times["unwatched"])
+            cells.append(f"{rows[name][k]:.3f}× ({lo:.2f}–{hi:.2f})")
+        table.add_row(name, f"{rows[name]['unwatched_ms']:.1f} ms", *cells)
+    console.print(table)
+    console.print("A lower bound for stats=\"all\": the statistics left out (identical units, saturation, "
+                  "non-finite counts per module, per-time-step norms, the transfer to the host) cost more on top.")
+    return rows
+
+
 # ---------------------------------------------------------------- driver
 
 
@@ -377,6 +502,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     ap.add_argument("--quick", action="store_true", help="2 rounds of 20 steps (a smoke run)")
     ap.add_argument("--json", default=str(HERE / "overhead-results.json"))
+    ap.add_argument("--floor", action="store_true",
+                    help="instead: what a subset of the every-step statistics costs in bare torch ops (no gradwatch)")
     ap.add_argument("--split", type=int, default=0, metavar="STEPS",
                     help="instead: time ordinary vs statistics steps of the default watcher over STEPS steps")
     args = ap.parse_args(argv)
@@ -397,6 +524,11 @@ def main(argv=None):
     console = Console(width=150)
     if args.split:
         return split(models, args.split, console)
+    if args.floor:
+        rows = floor(models, args.rounds, args.steps, console)
+        Path(args.json).write_text(json.dumps({"floor": rows, "rounds": args.rounds, "steps": args.steps,
+                                               "threads": args.threads}, indent=1))
+        return rows
     results = []
     tmp = tempfile.mkdtemp(prefix="gw-overhead-")
     try:

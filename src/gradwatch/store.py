@@ -293,22 +293,29 @@ class RunStore:
         calls: list[tuple[int, int, np.ndarray]] = (),
     ) -> None:
         """Store a batch of steps, their vectors and per-call norms in one transaction."""
+        self._submit(lambda con: self._write_rows(con, steps, series, calls))
+
+    def write_later(self, make: Callable[[], tuple]) -> None:
+        """:meth:`write_batch` of what ``make()`` returns, called on the writer thread.
+
+        The watcher hands over its pending records as they are (tensors still on their device):
+        the transfer to the host, the packing and the rows are made off the training thread, where
+        touching numpy, json and SQLite once every few seconds would cost it milliseconds of
+        cold caches each time.
+        """
+        self._submit(lambda con: self._write_rows(con, *make()))
+
+    def _write_rows(self, con: sqlite3.Connection, steps, series, calls=()) -> None:
         p = self.precision
-        # rows are made here, in a few vectorised passes: the writer thread then runs only
-        # SQLite (which lets go of the GIL), so it never holds up the training thread's Python
         step_rows = [_step_row(r) for r in steps]
         keys = [(int(s), m) for s, vecs in series for m in vecs]
         blobs = pack_rows([v for _, vecs in series for v in vecs.values()], p)
         srows = [(s, m, p, b) for (s, m), b in zip(keys, blobs)]
         cblobs = pack_rows([v for _, _, v in calls], p)
         crows = [(int(s), int(mod), p, b) for (s, mod, _), b in zip(calls, cblobs)]
-
-        def job(con: sqlite3.Connection) -> None:
-            _insert_rows(con, "steps", step_rows)
-            _insert_rows(con, "series", srows)
-            _insert_rows(con, "calls", crows)
-
-        self._submit(job)
+        _insert_rows(con, "steps", step_rows)
+        _insert_rows(con, "series", srows)
+        _insert_rows(con, "calls", crows)
 
     def event(self, step: int | None, kind: str, detail: dict[str, Any] | None = None) -> None:
         """Record something that happened once (a guard action, a warning, a clip)."""

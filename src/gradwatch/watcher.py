@@ -62,6 +62,8 @@ class WatchError(ValueError):
 
 _ACTIVE: "weakref.WeakKeyDictionary[nn.Module, Watcher]" = weakref.WeakKeyDictionary()
 _LIVE: "weakref.WeakSet[Watcher]" = weakref.WeakSet()
+#: the live watchers as a tuple, for the patched backward() (a WeakSet's iterator is slow Python)
+_LIVE_NOW: tuple = ()
 _ORIGINAL_BACKWARD = torch.Tensor.backward
 
 
@@ -71,11 +73,20 @@ def is_loss(t: torch.Tensor) -> bool:
 
 
 def _backward_with_loss_capture(self, *args, **kwargs):
-    if is_loss(self):
-        live = list(_LIVE)
-        for w in (_owners(self, live) if len(live) > 1 else live):
+    live = _LIVE_NOW
+    if live and self.numel() == 1:  # is_loss
+        for w in (_owners(self, list(live)) if len(live) > 1 else live):
             w._saw_loss(self)
     return _ORIGINAL_BACKWARD(self, *args, **kwargs)
+
+
+def _set_live(watcher: "Watcher", live: bool) -> None:
+    global _LIVE_NOW
+    if live:
+        _LIVE.add(watcher)
+    else:
+        _LIVE.discard(watcher)
+    _LIVE_NOW = tuple(_LIVE)
 
 
 def _graph_nodes(fn, depth: int | None = None):
@@ -153,10 +164,10 @@ class Watcher:
             counts: the most detail, the most cost).
         dead_window: statistics steps over which a ReLU unit must never fire to count as dead.
         flush_every: the most steps held before a transfer to the store.
-        flush_seconds: the longest time between transfers: a killed run (``kill -9``) loses
-            at most this much. Each transfer costs a few milliseconds of the training thread's
-            time however few steps it carries, so the store is written on this clock (a fixed
-            share of the run, ~0.3 %) rather than every few steps.
+        flush_seconds: the longest time between transfers (default 10 s): a killed run
+            (``kill -9``) loses at most this much; an exception or exit loses nothing. Each
+            transfer costs milliseconds of cold caches however few steps it carries, so the
+            store is written on this clock rather than every few steps.
         precision: ``"bfloat16"`` or ``"float32"`` for the stored per-layer vectors.
         meta: extra JSON-serialisable metadata to store with the run.
         first_stats_step: the first step that gets the slow statistics.
@@ -184,7 +195,7 @@ class Watcher:
         stats_budget: float | None = 0.005,
         dead_window: int = 5,
         flush_every: int = 500,
-        flush_seconds: float = 2.0,
+        flush_seconds: float = 10.0,
         precision: str = "bfloat16",
         meta: dict[str, Any] | None = None,
         first_stats_step: int = 0,
@@ -268,7 +279,7 @@ class Watcher:
         _ACTIVE[model] = self
         if not _LIVE:
             _patch_backward(True)
-        _LIVE.add(self)
+        _set_live(self, True)
         self._begin_step()
 
     # ------------------------------------------------------------ attaching
@@ -345,10 +356,11 @@ class Watcher:
             self.probe.arm()
 
     def _before_step(self, optimizer=None, args=None, kwargs=None):
-        wrapped = _measure_after_closure(self, args, kwargs)
-        if wrapped is not None:
-            return wrapped
-        stat = self._stat_step(self.step)
+        if kwargs or (args is not None and len(args) > 1):  # opt.step(closure)
+            wrapped = _measure_after_closure(self, args, kwargs)
+            if wrapped is not None:
+                return wrapped
+        stat = self.schedule.is_stats(self.step)
         rec = self.tensors.grad_stats(full=self.full or stat)
         if stat:
             rec.update(self.tensors.weight_stats())
@@ -402,10 +414,10 @@ class Watcher:
     def _end_step(self) -> None:
         if self._closed:
             return
-        rec = getattr(self, "_current", None) or self.tensors.grad_stats(full=self.full)
+        vectors = getattr(self, "_current", None) or self.tensors.grad_stats(full=self.full)
         self._current = None
-        stat = self._stat_step(self.step)
-        vectors = {k: v for k, v in rec.items() if k != "global_norm"}
+        grad_norm = vectors.pop("global_norm", None)
+        stat = self.schedule.is_stats(self.step)
         calls: list = []
         if stat:
             upd = self.tensors.update_norm()
@@ -421,7 +433,7 @@ class Watcher:
                 self._write_module_layout()
         now = time.perf_counter()
         self.schedule.observe(self.step, now - self._last_step_end)
-        if stat and not self._stat_step(self.step + 1):
+        if stat and not self.schedule.is_stats(self.step + 1):
             self.probe.disarm()
         if len(self._losses) == 1:  # the common case: one backward, its loss as it is
             loss = self._losses[0]
@@ -434,7 +446,7 @@ class Watcher:
         self._loss_scale = None
         record = {
             "step": self.step, "time": time.time(), "loss": loss,
-            "grad_norm": rec.get("global_norm"), "step_time": now - self._last_step_end,
+            "grad_norm": grad_norm, "step_time": now - self._last_step_end,
             "lr": [g["lr"] for o in self.optimizers for g in o.param_groups],
             "stats": stat, "vectors": vectors, "calls": calls,
             "extra": self._extra_next,  # w.log() between backward and step
@@ -444,9 +456,14 @@ class Watcher:
         self._pending.append(record)
         self._log_target = record
         self.step += 1
-        if len(self._pending) >= self.flush_every or time.monotonic() - self._last_flush > self.flush_seconds:
-            self.flush(wait=False)
+        self._flush_if_due()
         self._begin_step()
+
+    def _flush_if_due(self) -> None:
+        if len(self._pending) > self.flush_every or time.monotonic() - self._last_flush > self.flush_seconds:
+            # the step just recorded stays: w.log() after opt.step() may still add to it
+            self._hand_over(self._pending[:-1])
+            self._pending = self._pending[-1:]
 
     def _write_module_layout(self) -> None:
         self.store.write_layout(
@@ -531,13 +548,25 @@ class Watcher:
         })
 
     def flush(self, wait: bool = True) -> None:
-        """Move pending records to the host in one transfer and hand them to the store."""
-        pending, self._pending = self._pending, []
-        self._last_flush = time.monotonic()
-        if pending:
-            self.store.write_batch(*_to_host(pending))
+        """Hand the pending records to the store (one transfer to the host for all of them).
+
+        On the CPU the records go as they are and the store's thread makes the rows; on an
+        accelerator the transfer is made here, on the training thread's stream. ``wait`` waits
+        until they are committed.
+        """
+        self._hand_over(self._pending)
+        self._pending = []
         if wait:
             self.store.flush()
+
+    def _hand_over(self, pending: list[dict[str, Any]]) -> None:
+        self._last_flush = time.monotonic()
+        if not pending:
+            return
+        if self.tensors.device.type == "cpu":
+            self.store.write_later(lambda: _to_host(pending))
+        else:
+            self.store.write_batch(*_to_host(pending))
 
     def detach(self) -> None:
         """Remove every hook, write what is pending, close the store. Safe to call twice."""
@@ -556,7 +585,7 @@ class Watcher:
         finally:
             self._closed = True
             _ACTIVE.pop(self.model, None)
-            _LIVE.discard(self)
+            _set_live(self, False)
             if not _LIVE:
                 _patch_backward(False)
             self.store.close()

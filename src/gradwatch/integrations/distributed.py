@@ -138,6 +138,11 @@ class DistributedWatcher(Watcher):
             return None
 
     # ------------------------------------------------------------ flush = one gather
+    def _flush_if_due(self) -> None:
+        # every rank flushes at the same steps (a collective): on the count alone
+        if len(self._pending) >= self.flush_every:
+            self.flush(wait=False)
+
     def flush(self, wait: bool = True) -> None:
         """Gather every rank's pending records on rank 0, which merges and writes them."""
         pending, self._pending = self._pending, []

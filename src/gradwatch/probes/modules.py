@@ -221,20 +221,21 @@ class ModuleProbe:
                 for key, v in output_stats(out, act).items():
                     acc[key].append(v)
             return
-        limit = _BATCH_MAX_NUMEL_CPU if out.device.type == "cpu" else _BATCH_MAX_NUMEL
-        if out.numel() <= limit:
-            # a copy: a later in-place op (ReLU(inplace=True), x += r) must not change what we saw
-            self._stash.append((mid, act, out.detach().clone()))
-        elif act:
-            x = out.detach()
-            self._batch_stats(act, x.device, tuple(x.shape), [mid], x.unsqueeze(0))
-        elif out.device.type == "cpu":  # reading a flag is free here: count only when the sum says so
+        cpu = out.device.type == "cpu"
+        limit = _BATCH_MAX_NUMEL_CPU if cpu else _BATCH_MAX_NUMEL
+        if not act and cpu:  # only the non-finite check: one sum now (no copy); count only if it says so
             x = out.detach()
             total = x.sum()
             if math.isfinite(float(total)):
                 self._act[mid]["act_nonfinite"].append(_zero())
             else:
                 self._act[mid]["act_nonfinite"].append((~torch.isfinite(x)).sum().float())
+        elif out.numel() <= limit:
+            # a copy: a later in-place op (ReLU(inplace=True), x += r) must not change what we saw
+            self._stash.append((mid, act, out.detach().clone()))
+        elif act:
+            x = out.detach()
+            self._batch_stats(act, x.device, tuple(x.shape), [mid], x.unsqueeze(0))
         else:  # every module: where did NaN/Inf first appear?
             self._act[mid]["act_nonfinite"].append((~torch.isfinite(out.detach())).sum().float())
 

@@ -43,10 +43,11 @@ def _dense(t: torch.Tensor) -> torch.Tensor:
 class _Part:
     """One batch of the plan: tensors ``ix`` reduced together, written at ``index``."""
 
-    __slots__ = ("ix", "index", "stack", "dense")
+    __slots__ = ("ix", "index", "stack", "dense", "everything")
 
-    def __init__(self, ix: list[int], device: torch.device, stack: bool, dense: bool) -> None:
+    def __init__(self, ix: list[int], device: torch.device, stack: bool, dense: bool, n: int) -> None:
         self.ix = ix
+        self.everything = ix == list(range(n))  # every tensor, in order: the list itself will do
         self.index = torch.tensor(ix, device=device)
         self.stack = stack  # stacked into one (k, numel) matrix
         self.dense = dense  # some tensors need _dense() first (sparse gradients)
@@ -87,7 +88,7 @@ class TensorStats:
             parts = []
             for (_, _, stack, _), ix in by_key.items():
                 dense = any(tensors[i].layout != torch.strided for i in ix)
-                parts.append(_Part(ix, self.device, stack, dense))
+                parts.append(_Part(ix, self.device, stack, dense, len(tensors)))
             plan = (parts, len(missing) == 0 and len(parts) == 1 and len(parts[0].ix) == self.n)
             if len(self._plans) > 8:
                 self._plans.clear()
@@ -124,7 +125,10 @@ class TensorStats:
             m = torch.stack([tensors[i] for i in part.ix]).reshape(len(part.ix), -1)
             vals = stacked(m)
         else:
-            ts = [_dense(tensors[i]) for i in part.ix] if part.dense else [tensors[i] for i in part.ix]
+            if part.dense:
+                ts = [_dense(tensors[i]) for i in part.ix]
+            else:
+                ts = tensors if part.everything else [tensors[i] for i in part.ix]
             vals = torch.stack(each(ts))
         if vals.dtype != torch.float32:
             vals = vals.float()
