@@ -115,6 +115,25 @@ def test_log_attaches_extra_scalars_to_the_step_just_done(tmp_path):
     assert [e["accuracy"] for e in steps.extra] == pytest.approx([0.0, 0.1, 0.2])
 
 
+@pytest.mark.parametrize("flush_seconds", [10.0, 0.0])  # flushes by count, or at every step by the clock
+def test_log_after_a_step_that_flushed_still_lands_on_it(tmp_path, flush_seconds):
+    # the store's thread makes the rows of what is handed over: the step just recorded stays
+    # pending, so w.log() after opt.step() reaches it even when that step triggered a flush
+    model = nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with gw.watch(model, opt, out=tmp_path, flush_every=2, flush_seconds=flush_seconds) as w:
+        for i in range(9):
+            loss = model(torch.randn(4, 3)).pow(2).mean()
+            opt.zero_grad(); loss.backward(); opt.step()
+            w.log(accuracy=i / 10)
+            if i == 4:
+                w.flush()  # an explicit flush: what follows still lands or is dropped, never a race
+    steps = gw.load(tmp_path).steps
+    assert list(steps.index) == list(range(9))
+    got = [e.get("accuracy") if isinstance(e, dict) else None for e in steps.extra]
+    assert got[:4] == pytest.approx([0.0, 0.1, 0.2, 0.3]) and got[5:] == pytest.approx([0.5, 0.6, 0.7, 0.8])
+
+
 def test_functional_activations_and_rnn_time_are_seen(tmp_path):
     class Net(nn.Module):
         def __init__(self):

@@ -563,6 +563,9 @@ class Watcher:
         self._last_flush = time.monotonic()
         if not pending:
             return
+        if pending[-1] is self._log_target:  # the store's thread gets its own copy of what w.log() changes
+            last = dict(pending[-1], extra=dict(pending[-1]["extra"]))
+            pending = pending[:-1] + [last]
         if self.tensors.device.type == "cpu":
             self.store.write_later(lambda: _to_host(pending))
         else:
