@@ -9,22 +9,25 @@ full training steps (zero_grad, forward, loss, backward, Adam step). Configurati
     default        gw.watch(model, opt, out=tmp) in its steady state: one watcher per model for the
                    whole benchmark, attached with an untimed lead-in of 100 steps (the dense start:
                    statistics every 10 steps), after which the statistics steps are spaced by
-                   their measured cost within the default 1 % budget (gradwatch.schedule)
+                   their measured cost within the default 0.5 % budget (gradwatch.schedule)
     start          a fresh gw.watch(model, opt, out=tmp) per round, its first 100 steps timed (the
                    dense start: 10 statistics steps, one every 10 steps)
-    all            gw.watch(model, opt, out=tmp, stats="all")  (every statistic, every step)
+    all            gw.watch(model, opt, out=tmp, stats="all")  (every statistic, every step), in its
+                   steady state like default
     guard          gw.watch(model, opt, out=tmp, guard=True) in its steady state, like default
                    (the guard's snapshots every 100 good steps)
     anomaly        torch.autograd.detect_anomaly() around the step (PyTorch's own NaN hunter)
     tensorboard    SummaryWriter.add_histogram of every parameter every step (a common logging habit)
 
 Measurement: configurations are interleaved in rounds (round r runs every configuration once,
-in a rotated order) so drift on a shared machine hits all alike; rounds are short (10 steps) and
+in a shuffled order) so drift on a shared machine hits all alike; rounds are short (10 steps) and
 many (40), so a burst of load from another process lands on every configuration about equally. A
 round times ``--steps`` steps of each configuration (``start``: 100 steps, in one round of 8). A
 fresh watcher's block ends with the wait for the run store to finish writing; a persistent one
-flushes on its own schedule (every 50 steps or 2 s), its writer thread running alongside, and
-its final flush is timed into its last round. Attach/detach are not timed. The ratio is
+flushes on its own schedule (every 500 steps or 10 s), its writer thread running alongside, and
+its final flush is timed into its last round. Attach/detach are not timed, and no block gets
+untimed warm-up steps (``--warmup``): a persistent watcher's steps are all timed, so every
+configuration starts its block as cold, right after another model's block. The ratio is
 total time over total steps, summed over all rounds, divided by the same for unwatched: the
 sparse statistics steps are amortised exactly, never hidden by a median. Per-round ratios (which
 scatter: a round holds a statistics step or not) are in the JSON.
@@ -66,7 +69,7 @@ from gradwatch.guard import Guard  # noqa: E402
 
 TARGETS = {"default": 1.03, "all": 1.15, "guard": 1.05}
 #: configurations whose watcher lives for the whole benchmark (the steady state of a long run)
-PERSISTENT = ("default", "guard")
+PERSISTENT = ("default", "guard", "all")
 #: untimed steps after attaching a persistent watcher: the dense start (10 statistics steps)
 LEAD_IN = 100
 #: timed steps of the ``start`` configuration per round it runs in (one round in START_EVERY)
@@ -186,7 +189,8 @@ class Runner:
         """Untimed setup + warmup, then the timed block; returns (seconds, steps timed)."""
         if self.name in PERSISTENT:
             if self.watcher is None:
-                self.watcher = gw.watch(self.model, self.opt, out=self.tmp / "run", guard=self.guard or False)
+                self.watcher = gw.watch(self.model, self.opt, out=self.tmp / "run", guard=self.guard or False,
+                                        stats="all" if self.name == "all" else "default")
                 for _ in range(LEAD_IN):
                     self.step()
                 self.watcher.flush(wait=True)
@@ -196,8 +200,6 @@ class Runner:
         self.rounds += 1
         if self.name == "start":
             watcher, warmup, steps = gw.watch(self.model, self.opt, out=out), 0, START_STEPS
-        elif self.name == "all":
-            watcher = gw.watch(self.model, self.opt, out=out, stats="all")
         return self._timed(watcher, warmup, steps, keep=False, out=out)
 
     def _timed(self, watcher, warmup, steps, keep, out=None):
@@ -433,8 +435,14 @@ def bench_model(name, configs, rounds, steps, warmup, tmp, log):
             r.step()
     times = {c: [] for c in configs}  # per round it ran: (round, seconds, steps)
     t_start = time.perf_counter()
+    import random
+
+    shuffle = random.Random(0)
     for rnd in range(rounds):
-        order = runners[rnd % len(runners):] + runners[:rnd % len(runners)]
+        # a fresh order every round: a rotation would keep each configuration behind the same
+        # neighbour all the time, and which one it follows (whose writer thread may still run,
+        # whose model just left the caches) moves a ratio by 2-3 % on this machine
+        order = shuffle.sample(runners, len(runners))
         for r in order:
             if r.name == "start" and rnd % START_EVERY:
                 continue
@@ -497,7 +505,9 @@ def main(argv=None):
                     help="add ,tensorboard for the TensorBoard peer (slow: seconds per step on mlp1000)")
     ap.add_argument("--steps", type=int, default=10,
                     help="timed steps per configuration per round (short rounds: load bursts hit all alike)")
-    ap.add_argument("--warmup", type=int, default=5, help="untimed steps after attaching, per round")
+    ap.add_argument("--warmup", type=int, default=0,
+                    help="untimed steps before each timed block of the configurations without a persistent "
+                         "watcher (default 0: every block starts as cold as a watched one, whose steps are all timed)")
     ap.add_argument("--rounds", type=int, default=40)
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     ap.add_argument("--quick", action="store_true", help="2 rounds of 20 steps (a smoke run)")
@@ -508,7 +518,7 @@ def main(argv=None):
                     help="instead: time ordinary vs statistics steps of the default watcher over STEPS steps")
     args = ap.parse_args(argv)
     if args.quick:
-        args.rounds, args.steps, args.warmup = 2, 20, 5
+        args.rounds, args.steps = 2, 20
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     if "unwatched" not in configs:
         configs.insert(0, "unwatched")
