@@ -52,6 +52,20 @@ def test_a_machine_that_slows_down_does_not_make_the_statistics_look_free():
     assert all(b - a == 200 for a, b in zip(taken[2:], taken[3:]))
 
 
+def test_statistics_steps_that_cost_more_once_sparse_are_priced_at_that_cost():
+    # in the dense start a statistics step costs 1 ordinary step extra; spaced out (cold caches)
+    # it costs 3: after the first sparse one the gap follows the sparse cost, not the dense median
+    s = StatsSchedule(every=10, budget=0.01, dense=5)
+    taken = []
+    for t in range(3000):
+        stat = s.is_stats(t)
+        if stat:
+            taken.append(t)
+        s.observe(t, (0.02 if s.done < 5 else 0.04) if stat else 0.01)
+    gaps = [b - a for a, b in zip(taken[4:], taken[5:])]  # from the last dense step on
+    assert gaps[0] == 100 and set(gaps[1:]) == {300}
+
+
 def test_forced_steps_are_taken_and_not_counted_as_ordinary():
     s = StatsSchedule(every=10, budget=0.01, dense=1)
     s.force(range(1, 4))

@@ -7,7 +7,8 @@ optimizer's update) cost about one to three ordinary steps on a CPU, so at a fix
 they alone add 10–30 % to a run. The schedule therefore measures what they cost: each
 statistics step's duration relative to the median of the ordinary steps just before it (a
 ratio, so a machine that slows down for a while slows both alike), and the median of the last
-five such ratios. After the first ``dense`` statistics steps at the fixed spacing (the start of
+five such ratios (once there are statistics steps the budget placed, of those alone: one that
+comes after hundreds of ordinary steps finds colder caches than those of the dense start). After the first ``dense`` statistics steps at the fixed spacing (the start of
 a run, where most pathologies show and where short runs live), each next statistics step is
 placed so that the extra time stays within ``budget`` of the training time::
 
@@ -73,6 +74,9 @@ class StatsSchedule:
         self.forced: set[int] = set()
         self._ordinary: deque[float] = deque(maxlen=32)  # seconds of recent ordinary steps
         self._extra: deque[float] = deque(maxlen=5)  # statistics step / ordinary step − 1
+        # the same, of the statistics steps the budget placed: after hundreds of ordinary steps a
+        # statistics step finds colder caches than in the dense start (~2x the cost on a CPU)
+        self._extra_sparse: deque[float] = deque(maxlen=5)
 
     def is_stats(self, step: int) -> bool:
         """Whether ``step`` gets the slow statistics."""
@@ -92,13 +96,14 @@ class StatsSchedule:
             return
         self.done += 1
         if seconds > 0 and len(self._ordinary) >= 3:
-            self._extra.append(seconds / statistics.median(self._ordinary) - 1)
+            extra = seconds / statistics.median(self._ordinary) - 1
+            (self._extra_sparse if self.done > self.dense else self._extra).append(extra)
         self.next_stats = step + self._gap()
 
     def _gap(self) -> int:
-        if self.budget is None or self.done < self.dense or not self._extra:
+        if self.budget is None or self.done < self.dense or not (self._extra or self._extra_sparse):
             return self.every
-        extra = statistics.median(self._extra)
+        extra = statistics.median(self._extra_sparse or self._extra)
         if extra <= 0:  # the statistics cost nothing measurable
             return self.every
         return int(min(self.max_gap, max(self.every, math.ceil(round(extra / self.budget, 6)))))
