@@ -51,6 +51,7 @@ import copy
 import json
 import os
 import platform
+import random
 import shutil
 import statistics
 import sys
@@ -390,9 +391,9 @@ def floor(models, rounds, steps, console):
             for _ in range(3):
                 r.step()
         times = {k: [] for k in runners}
+        shuffle = random.Random(0)
         for rnd in range(rounds):
-            keys = list(runners)
-            for k in keys[rnd % len(keys):] + keys[:rnd % len(keys)]:
+            for k in shuffle.sample(list(runners), len(runners)):
                 t0 = time.perf_counter()
                 for _ in range(steps):
                     runners[k].step()
@@ -435,8 +436,6 @@ def bench_model(name, configs, rounds, steps, warmup, tmp, log):
             r.step()
     times = {c: [] for c in configs}  # per round it ran: (round, seconds, steps)
     t_start = time.perf_counter()
-    import random
-
     shuffle = random.Random(0)
     for rnd in range(rounds):
         # a fresh order every round: a rotation would keep each configuration behind the same
@@ -481,8 +480,6 @@ def bench_model(name, configs, rounds, steps, warmup, tmp, log):
 def _bootstrap_interval(rows, plain_rows, draws=2000, seed=0):
     """A 95 % interval of the ratio (total time per step ÷ unwatched's), resampling rounds: each
     draw picks rounds with replacement and recomputes both totals over the rounds picked."""
-    import random
-
     plain = {rnd: (t, n) for rnd, t, n in plain_rows}
     pairs = [(t, n, *plain[rnd]) for rnd, t, n in rows if rnd in plain]
     if len(pairs) < 2:
