@@ -313,9 +313,9 @@ class RunStore:
         srows = [(s, m, p, b) for (s, m), b in zip(keys, blobs)]
         cblobs = pack_rows([v for _, _, v in calls], p)
         crows = [(int(s), int(mod), p, b) for (s, mod, _), b in zip(calls, cblobs)]
-        _insert_rows(con, "steps", step_rows)
-        _insert_rows(con, "series", srows)
-        _insert_rows(con, "calls", crows)
+        con.executemany("INSERT OR REPLACE INTO steps VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)", step_rows)
+        con.executemany("INSERT OR REPLACE INTO series VALUES(?, ?, ?, ?)", srows)
+        con.executemany("INSERT OR REPLACE INTO calls VALUES(?, ?, ?, ?)", crows)
 
     def event(self, step: int | None, kind: str, detail: dict[str, Any] | None = None) -> None:
         """Record something that happened once (a guard action, a warning, a clip)."""
@@ -345,27 +345,6 @@ class RunStore:
         if self._error is not None:
             err, self._error = self._error, None
             raise StoreError(f"writing {self.path} failed: {err}") from err
-
-
-#: rows per multi-row INSERT (SQLite allows 32 766 bound values per statement since 3.32)
-_ROWS_PER_INSERT = 256
-
-
-def _insert_rows(con: sqlite3.Connection, table: str, rows: list[tuple]) -> None:
-    """``INSERT OR REPLACE`` many rows in a few statements of many rows each.
-
-    ``executemany`` steps SQLite once per row, and the sqlite3 module lets go of the GIL and takes
-    it back around every step: with the training thread running Python alongside, each hand-over
-    costs it a thread switch. A statement of 256 rows is one step.
-    """
-    if not rows:
-        return
-    width = len(rows[0])
-    one = "(" + ", ".join("?" * width) + ")"
-    for i in range(0, len(rows), _ROWS_PER_INSERT):
-        chunk = rows[i:i + _ROWS_PER_INSERT]
-        sql = f"INSERT OR REPLACE INTO {table} VALUES " + ", ".join([one] * len(chunk))
-        con.execute(sql, [v for row in chunk for v in row])
 
 
 def _step_row(r: dict[str, Any]) -> tuple:
