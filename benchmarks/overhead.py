@@ -67,6 +67,7 @@ sys.path.insert(0, str(HERE.parent / "src"))
 
 import gradwatch as gw  # noqa: E402
 from gradwatch.guard import Guard  # noqa: E402
+from gradwatch.probes.activations import activation_name  # noqa: E402
 
 TARGETS = {"default": 1.03, "all": 1.15, "guard": 1.05}
 #: configurations whose watcher lives for the whole benchmark (the steady state of a long run)
@@ -293,9 +294,6 @@ def split(models, steps, console):
 
 # ---------------------------------------------------------------- the floor under stats="all"
 
-_ACTIVATIONS = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.LeakyReLU, nn.ELU, nn.SiLU)
-
-
 class FloorRunner:
     """Plain training with a subset of the "all" statistics done by bare torch ops, no gradwatch:
     what those numbers cost at the least on this machine.
@@ -324,7 +322,7 @@ class FloorRunner:
                     self.handles.append(m.register_forward_hook(self._delta))
         if "activations" in parts:
             for m in self.model.modules():
-                if isinstance(m, _ACTIVATIONS):
+                if activation_name(m):  # the modules the watcher takes for activations
                     self.handles.append(m.register_forward_hook(self._activation))
 
     def _delta(self, module, args, out):

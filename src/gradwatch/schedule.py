@@ -8,17 +8,18 @@ they alone add 10–30 % to a run. The schedule therefore measures what they cos
 statistics step's duration relative to the median of the ordinary steps just before it (a
 ratio, so a machine that slows down for a while slows both alike), and the median of the last
 five such ratios (once there are statistics steps the budget placed, of those alone: one that
-comes after hundreds of ordinary steps finds colder caches than those of the dense start). After the first ``dense`` statistics steps at the fixed spacing (the start of
-a run, where most pathologies show and where short runs live), each next statistics step is
-placed so that the extra time stays within ``budget`` of the training time::
+comes after hundreds of ordinary steps finds colder caches than those of the dense start).
+After the first ``dense`` statistics steps at the fixed spacing (the start of a run, where most
+pathologies show and where short runs live), each next statistics step is placed so that the
+extra time stays within ``budget`` of the training time::
 
     extra = median(statistics step / ordinary step) − 1
     gap = ceil(extra / budget),  clamped to [every, max_gap]
 
 A statistics step that costs two ordinary steps extra, under the watcher's default 0.5 % budget,
 comes every 400 steps. ``budget=None`` keeps the fixed spacing for the whole run (and in
-distributed runs, where every rank must pick the same steps). Steps can also be forced (the guard looks closely for a
-while after a skipped step).
+distributed runs, where every rank must pick the same steps). Steps can also be forced (the
+guard looks closely for a while after a skipped step).
 
 Example:
     >>> s = StatsSchedule(every=10, budget=None)

@@ -74,7 +74,7 @@ def is_loss(t: torch.Tensor) -> bool:
 
 def _backward_with_loss_capture(self, *args, **kwargs):
     live = _LIVE_NOW
-    if live and self.numel() == 1:  # is_loss
+    if live and is_loss(self):
         for w in (_owners(self, list(live)) if len(live) > 1 else live):
             w._saw_loss(self)
     return _ORIGINAL_BACKWARD(self, *args, **kwargs)
@@ -348,11 +348,8 @@ class Watcher:
         return blocks
 
     # ------------------------------------------------------------ step cycle
-    def _stat_step(self, step: int) -> bool:
-        return self.schedule.is_stats(step)
-
     def _begin_step(self) -> None:
-        if self._stat_step(self.step) and self.module_stats:
+        if self.schedule.is_stats(self.step) and self.module_stats:
             self.probe.arm()
 
     def _before_step(self, optimizer=None, args=None, kwargs=None):
@@ -492,7 +489,7 @@ class Watcher:
             value = value.float()
         scale = getattr(loss, "_gradwatch_loss_scale", None)  # set by GradScaler.scale (integrations.amp)
         if scale is not None:
-            value = value.float() / scale
+            value = value / scale
             self._loss_scale = scale
         self._losses.append(value)
         self._log_target = None  # a new step is in progress
@@ -688,8 +685,8 @@ def _graph_names(fn, depth: int = 8, limit: int = 24) -> list[str]:
 def _to_host(pending: list[dict[str, Any]]):
     """One device→host transfer for a batch of records; returns (steps, series, calls) rows.
 
-    The record's tensors are stacked by (device, shape): a batch of fifty steps is a handful of
-    ``torch.stack`` calls and one copy, not a conversion per number.
+    The records' tensors are stacked by (device, shape): a batch of hundreds of steps is a
+    handful of ``torch.stack`` calls and one copy, not a conversion per number.
     """
     groups: dict[tuple, list[tuple[Any, Any, torch.Tensor, bool]]] = {}
 

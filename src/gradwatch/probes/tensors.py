@@ -43,11 +43,10 @@ def _dense(t: torch.Tensor) -> torch.Tensor:
 class _Part:
     """One batch of the plan: tensors ``ix`` reduced together, written at ``index``."""
 
-    __slots__ = ("ix", "index", "stack", "dense", "everything")
+    __slots__ = ("ix", "index", "stack", "dense")
 
-    def __init__(self, ix: list[int], device: torch.device, stack: bool, dense: bool, n: int) -> None:
+    def __init__(self, ix: list[int], device: torch.device, stack: bool, dense: bool) -> None:
         self.ix = ix
-        self.everything = ix == list(range(n))  # every tensor, in order: the list itself will do
         self.index = torch.tensor(ix, device=device)
         self.stack = stack  # stacked into one (k, numel) matrix
         self.dense = dense  # some tensors need _dense() first (sparse gradients)
@@ -88,7 +87,7 @@ class TensorStats:
             parts = []
             for (_, _, stack, _), ix in by_key.items():
                 dense = any(tensors[i].layout != torch.strided for i in ix)
-                parts.append(_Part(ix, self.device, stack, dense, len(tensors)))
+                parts.append(_Part(ix, self.device, stack, dense))
             plan = (parts, len(missing) == 0 and len(parts) == 1 and len(parts[0].ix) == self.n)
             if len(self._plans) > 8:
                 self._plans.clear()
@@ -108,7 +107,7 @@ class TensorStats:
     def _reduce_plan(self, plan, tensors, each, stacked, present) -> torch.Tensor:
         parts, whole = plan
         if whole:  # every tensor, one part: no scatter
-            vals = self._part_values(parts[0], tensors, each, stacked)
+            vals = self._part_values(parts[0], tensors, each, stacked, whole=True)
             if present is not None:
                 present.append(vals)
             return vals
@@ -120,7 +119,8 @@ class TensorStats:
                 present.append(vals)
         return out
 
-    def _part_values(self, part: _Part, tensors, each, stacked) -> torch.Tensor:
+    def _part_values(self, part: _Part, tensors, each, stacked, whole: bool = False) -> torch.Tensor:
+        """``whole``: the part is every tensor in order, so the list itself will do."""
         if part.stack:
             m = torch.stack([tensors[i] for i in part.ix]).reshape(len(part.ix), -1)
             vals = stacked(m)
@@ -128,7 +128,7 @@ class TensorStats:
             if part.dense:
                 ts = [_dense(tensors[i]) for i in part.ix]
             else:
-                ts = tensors if part.everything else [tensors[i] for i in part.ix]
+                ts = tensors if whole else [tensors[i] for i in part.ix]
             vals = torch.stack(each(ts))
         if vals.dtype != torch.float32:
             vals = vals.float()
