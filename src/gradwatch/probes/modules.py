@@ -33,7 +33,7 @@ from torch.overrides import TorchFunctionMode
 
 from .activations import FUNCTIONAL_ACTIVATIONS, SATURATION_TAIL, activation_name, family, output_stats
 from .model_info import module_kind
-from .tensors import combined_projection, identical_from_projection, max_abs_rows
+from .tensors import combined_projection, twin_fraction
 
 _STAT_KEYS = ("act_mean", "act_std", "act_sat", "act_zero", "act_identical")
 #: outputs up to this many elements are copied and their statistics computed together, batched by
@@ -53,12 +53,35 @@ def _zero() -> torch.Tensor:
 _PLAIN = (torch.Tensor, nn.Parameter)
 
 
-def _identical_units(units: torch.Tensor, maxabs: torch.Tensor, rtol: float = 1e-5) -> torch.Tensor:
-    """:func:`~gradwatch.probes.activations.identical_fraction` of the units (columns) of each
-    (samples, units) matrix in ``units``, given each matrix's max |x|: the two projections of
-    the original are one here (``m @ r + 1e-3 * m @ r2 == m @ (r + 1e-3 * r2)``)."""
-    samples = units.shape[1]
-    return identical_from_projection(combined_projection(samples, units.device) @ units, maxabs, samples, rtol)
+def _identical_units(xs: torch.Tensor, d: int) -> torch.Tensor:
+    """:func:`~gradwatch.probes.activations.identical_fraction` of the units of each of the ``k``
+    outputs stacked in ``xs`` (k, *shape), units along dimension ``d`` of an output. Each unit is
+    projected on one random vector over its samples, with no copy of the outputs: for an image
+    batch (N, C, H, W) one (C × HW)·(HW) product per sample, summed over the batch."""
+    k, shape = xs.shape[0], xs.shape[1:]
+    samples = math.prod(shape) // shape[d]
+    r = combined_projection(samples, xs.device)
+    if d == len(shape) - 1:  # units last: (k, samples, units)
+        return twin_fraction(r @ xs.reshape(k, samples, shape[d]))
+    lead = shape[0]  # units second: (k, N, C, rest), samples ordered (n, rest)
+    sig = (xs.reshape(k, lead, shape[d], -1) @ r.view(lead, -1, 1)).sum(dim=1).squeeze(-1)
+    return twin_fraction(sig)
+
+
+def _std(flat: torch.Tensor, mean: torch.Tensor, cpu: bool) -> torch.Tensor:
+    """The population std of each row of a (k, n) matrix given its mean. On the CPU from the root
+    mean square in one pass, √(E[x²] − mean²), and by the two-pass formula only for rows where
+    that loses digits (|mean| ≫ std); elsewhere (a sync is not free there) by the two-pass one."""
+    n = flat.shape[1]
+    if not cpu:
+        return torch.linalg.vector_norm(flat - mean[:, None], dim=1) / math.sqrt(n)
+    ms = torch.linalg.vector_norm(flat, dim=1).square_() / n
+    var = ms - mean.square()
+    unsure = ~(var > 1e-2 * ms)  # cancellation costs log10(ms / var) of float32's ~7 digits; NaN too
+    if bool(unsure.any()):
+        rows = unsure.nonzero().flatten()
+        var[rows] = (torch.linalg.vector_norm(flat[rows] - mean[rows, None], dim=1) ** 2) / n
+    return var.clamp_(min=0.0).sqrt_()
 
 
 def _count(flags: torch.Tensor) -> torch.Tensor:
@@ -272,11 +295,8 @@ class ModuleProbe:
                 self._act[mid]["act_nonfinite"].append(nonfinite[j])
             return
         fam = family(act)
-        if n_el > 1:  # two passes, as std_mean, but ~8x faster on the CPU than its Welford kernel
-            mean = flat.mean(1)
-            std = torch.linalg.vector_norm(flat - mean[:, None], dim=1) / math.sqrt(n_el)
-        else:
-            mean, std = flat.mean(1), torch.zeros(k, device=dev)
+        mean = flat.mean(1)
+        std = _std(flat, mean, cpu) if n_el > 1 else torch.zeros(k, device=dev)
         finite = cpu and bool(torch.isfinite(mean).all())  # any NaN/Inf entry makes the mean NaN/Inf
         stats = {
             "act_mean": mean,
@@ -301,8 +321,7 @@ class ModuleProbe:
             if shape[d] < 2:
                 stats["act_identical"] = torch.zeros(k, device=dev)
             else:
-                units = xs.movedim(d + 1, -1).reshape(k, -1, shape[d])  # (k, samples, units)
-                stats["act_identical"] = _identical_units(units, max_abs_rows(flat))
+                stats["act_identical"] = _identical_units(xs, d)
         for key, v in stats.items():
             rows = v.unbind(0)
             for j, mid in enumerate(mids):

@@ -179,24 +179,30 @@ class TensorStats:
         return stats
 
     def _identical(self, data: list[torch.Tensor]) -> torch.Tensor:
-        """identical_fraction of every ≥2-D weight, batched over weights of one shape."""
-        ident = torch.full((self.n,), float("nan"), device=self.device)
+        """identical_fraction of every ≥2-D weight: one product per weight (one per shape where
+        small same-shape weights are stacked), then one padded sort for all of them."""
         groups: dict[tuple, list[int]] = defaultdict(list)
         for i in self._weight_idx:
             p = data[i]
             if p.numel() and not p.is_meta and p.layout == torch.strided:
                 groups[(p.device, p.dtype, tuple(p.shape))].append(i)
+        order: list[int] = []
+        sigs: list[torch.Tensor] = []
         for (dev, _, shape), ix in groups.items():
-            rows = shape[0]
-            cols = math.prod(shape[1:])
-            if rows < 2:
-                vals = torch.zeros(len(ix), device=dev)
-            elif len(ix) == 1 or rows * cols > _STACK_MAX_NUMEL or dev.type != "cpu":
-                vals = identical_each([data[i].reshape(rows, cols).float() for i in ix])
+            rows, cols = shape[0], math.prod(shape[1:])
+            v = combined_projection(cols, dev)
+            if len(ix) > 1 and rows * cols <= _STACK_MAX_NUMEL and dev.type == "cpu":
+                sig = torch.stack([data[i] for i in ix]).reshape(len(ix), rows, cols).float() @ v
+                sigs += sig.unbind(0)
             else:
-                m = torch.stack([data[i] for i in ix]).reshape(len(ix), rows, cols).float()
-                vals = identical_batched(m)
-            ident.index_copy_(0, torch.tensor(ix, device=self.device), vals.to(self.device))
+                sigs += [data[i].reshape(rows, cols).float() @ v for i in ix]
+            order += ix
+        ident = torch.full((self.n,), float("nan"), device=self.device)
+        if order:
+            sigs = [t.to(self.device) for t in sigs]
+            counts = torch.tensor([len(t) for t in sigs], device=self.device)
+            padded = torch.nn.utils.rnn.pad_sequence(sigs, batch_first=True, padding_value=float("nan"))
+            ident.index_copy_(0, torch.tensor(order, device=self.device), twin_fraction(padded, counts))
         return ident
 
     @torch.no_grad()
@@ -297,31 +303,23 @@ def combined_projection(cols: int, device: torch.device) -> torch.Tensor:
     return v
 
 
-def identical_from_projection(sig: torch.Tensor, maxabs: torch.Tensor, cols: int, rtol: float = 1e-5) -> torch.Tensor:
-    """The fraction of rows with a twin, per matrix, from the rows' projections ``sig`` (k, rows)
-    and each matrix's max |x|: two rows are twins when their projections differ by at most
-    ``rtol`` of the largest a projection can be (``max|x|·√cols``)."""
+def twin_fraction(sig: torch.Tensor, counts: torch.Tensor | None = None, rtol: float = 1e-5) -> torch.Tensor:
+    """The fraction of rows with a twin, per matrix, from the rows' projections ``sig`` (k, rows):
+    two rows are twins when their projections differ by at most ``rtol`` of the matrix's largest
+    projection (identical rows project to the same number up to rounding; distinct ones almost
+    never come that close). Rows may be NaN-padded, with ``counts`` (k,) the real rows per matrix.
+
+    Example:
+        >>> twin_fraction(torch.tensor([[1.0, 2.0, 1.0], [3.0, -3.0, float("nan")]]), torch.tensor([3, 2]))
+        tensor([0.6667, 0.0000])
+    """
     k, n = sig.shape
-    s, _ = torch.sort(sig, dim=1)
-    scale = maxabs * (cols ** 0.5) + 1e-30
+    scale = sig.abs().nan_to_num_(0.0).amax(dim=1) + 1e-30
+    s, _ = torch.sort(sig, dim=1)  # NaN (padding) sorts last and is nobody's twin
     close = (s[:, 1:] - s[:, :-1]).abs() <= rtol * scale[:, None]
     twin = torch.zeros(k, n, dtype=torch.bool, device=sig.device)
     twin[:, 1:] |= close
     twin[:, :-1] |= close
-    return twin.float().mean(dim=1)
-
-
-def identical_batched(m: torch.Tensor, rtol: float = 1e-5) -> torch.Tensor:
-    """:func:`~gradwatch.probes.activations.identical_fraction` over a batch of (rows, cols) matrices ``m`` (k, rows, cols)."""
-    k, n, c = m.shape
-    return identical_from_projection(m @ combined_projection(c, m.device), max_abs_rows(m.reshape(k, -1)), c, rtol)
-
-
-def identical_each(mats: list[torch.Tensor], rtol: float = 1e-5) -> torch.Tensor:
-    """:func:`identical_batched` over same-shape (rows, cols) matrices without stacking them
-    (a copy of every weight): one product per matrix, then one batched sort."""
-    cols = mats[0].shape[1]
-    v = combined_projection(cols, mats[0].device)
-    sig = torch.stack([m @ v for m in mats])
-    maxabs = torch.stack(_max_abs(mats))
-    return identical_from_projection(sig, maxabs, cols, rtol)
+    if counts is None:
+        return twin.float().mean(dim=1)
+    return twin.sum(dim=1).float() / counts.clamp(min=1)
