@@ -97,3 +97,53 @@ def test_functional_activations_are_seen_in_parts_of_a_root_that_is_never_called
     assert torch.isfinite(vec["delta"][names.index("head")])
     # and outside the model's calls nothing is intercepted any more
     assert probe._mode is None
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_update_norm_is_the_weight_change_step_after_step(keep):
+    # kept buffers (stats="all") are overwritten by every snapshot: each step measures its own update
+    torch.manual_seed(0)
+    ws = [nn.Parameter(torch.randn(8, 8)) for _ in range(6)] + [nn.Parameter(torch.randn(300, 40))]
+    stats = TensorStats(ws, keep_snapshot=keep)
+    for scale in (1e-3, 5.0, 0.0):
+        before = [w.detach().clone() for w in ws]
+        stats.snapshot()
+        with torch.no_grad():
+            for w in ws:
+                w.add_(scale * torch.randn_like(w))
+        upd = stats.update_norm()
+        expect = [float(torch.linalg.vector_norm(w.detach() - b)) for w, b in zip(ws, before)]
+        assert [float(u) for u in upd] == pytest.approx(expect, rel=1e-5, abs=1e-7), scale
+    assert (stats._buffers is not None) == keep
+
+
+def test_dead_units_are_those_silent_over_the_last_window_of_observations():
+    # a shared ReLU called twice a step (its units fire if they fire in either call) and one called
+    # once; the inputs decide which units fire at each step; the reference is a plain window
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.shared, self.once = nn.ReLU(), nn.ReLU()
+
+        def forward(self, a, b, c):
+            return self.shared(a).sum() + self.shared(b).sum() + self.once(c).sum()
+
+    torch.manual_seed(0)
+    window, units = 3, 6
+    net = Net()
+    probe = ModuleProbe(net, dead_window=window)
+    names = [e["name"] for e in probe.entries]
+    seen = {"shared": [], "once": []}
+    for step in range(9):
+        fire = [torch.rand(units) < 0.3 for _ in range(3)]
+        a, b, c = [(torch.where(f, 1.0, -1.0) * torch.ones(4, units)).requires_grad_() for f in fire]
+        probe.arm()
+        net(a, b, c).backward()
+        vec, _ = probe.collect()
+        probe.disarm()
+        for name, now in (("shared", fire[0] | fire[1]), ("once", fire[2])):
+            seen[name].append(now)
+            recent = torch.stack(seen[name][-window:]).any(0)
+            mid = names.index(name)
+            assert float(vec["act_silent"][mid]) == pytest.approx(1 - now.float().mean().item()), (step, name)
+            assert float(vec["act_dead"][mid]) == pytest.approx(1 - recent.float().mean().item()), (step, name)

@@ -240,7 +240,7 @@ class Watcher:
         named = [(n, p) for n, p in model.named_parameters()]
         self.param_names = [n for n, _ in named]
         self._param_ids = {id(p): i for i, (_, p) in enumerate(named)}
-        self.tensors = TensorStats([p for _, p in named])
+        self.tensors = TensorStats([p for _, p in named], keep_snapshot=self.full)
         self.probe = ModuleProbe(model, dead_window=dead_window)
         self.module_stats = compiled is None or compiled["module_stats"]
         self.store = self.store_class(self.out, precision=precision)

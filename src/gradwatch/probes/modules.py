@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import weakref
-from collections import defaultdict, deque
+from collections import Counter, defaultdict
 from typing import Any
 
 import torch
@@ -35,21 +35,14 @@ from .activations import FUNCTIONAL_ACTIVATIONS, SATURATION_TAIL, activation_nam
 from .model_info import module_kind
 from .tensors import combined_projection, twin_fraction
 
-_STAT_KEYS = ("act_mean", "act_std", "act_sat", "act_zero", "act_identical")
 #: outputs up to this many elements are copied and their statistics computed together, batched by
 #: shape, at the end of the forward pass (thousands of small launches become a few); larger ones
 #: are measured at once (no copy)
 _BATCH_MAX_NUMEL = 4096
 #: on the CPU (launches cost more than copies there) up to this many
 _BATCH_MAX_NUMEL_CPU = 1 << 16
-_ZERO: dict[str, torch.Tensor] = {}
-
-
-def _zero() -> torch.Tensor:
-    z = _ZERO.get("cpu")
-    if z is None:
-        z = _ZERO["cpu"] = torch.zeros(())
-    return z
+#: a unit's "last fired" observation before it ever fires
+_NEVER = -(2**30)
 _PLAIN = (torch.Tensor, nn.Parameter)
 
 
@@ -130,7 +123,9 @@ class ModuleProbe:
         self.layout_changed = True
         self._handles: list[Any] = []
         self._mode: _FunctionalActivations | None = None
-        self._fired: dict[int, deque] = defaultdict(lambda: deque(maxlen=dead_window))
+        self.dead_window = dead_window
+        # per module: (observations so far, per unit the observation at which it last fired)
+        self._last_fired: dict[int, tuple[int, torch.Tensor]] = {}
         self._reset()
 
     def _add_entry(self, name: str, type_: str, act: str, kind: str) -> int:
@@ -141,7 +136,10 @@ class ModuleProbe:
         self._calls: dict[int, int] = defaultdict(int)
         self._delta: dict[int, list[tuple[int, torch.Tensor]]] = defaultdict(list)
         self._time: dict[int, list[torch.Tensor]] = defaultdict(list)
-        self._act: dict[int, dict[str, list[torch.Tensor]]] = defaultdict(lambda: defaultdict(list))
+        # statistics as measured, batched: (module ids, metric -> one value per module)
+        self._rows: list[tuple[list[int], dict[str, torch.Tensor]]] = []
+        self._fired_rows: list[tuple[list[int], torch.Tensor]] = []  # (ids, (k, units) fired)
+        self._clean: list[int] = []  # ids whose output was checked free of NaN/Inf
         self._producer: dict[int, tuple[int, weakref.ref]] = {}  # id(output) -> (module, the output)
         self._order: dict[int, int] = {}
         self._stack: list[int] = []
@@ -240,9 +238,12 @@ class ModuleProbe:
                 (k, torch.linalg.vector_norm(g.detach()).float())))
         if not out.is_floating_point() or out.layout != torch.strided or out.numel() == 0:
             if act:  # an unusual output (integer, sparse, empty): the one-by-one statistics
-                acc = self._act[mid]
-                for key, v in output_stats(out, act).items():
-                    acc[key].append(v)
+                stats = output_stats(out, act)
+                fired = stats.pop("fired", None)
+                if fired is not None:
+                    self._fired_rows.append(([mid], fired[None]))
+                if stats:
+                    self._rows.append(([mid], {key: v.reshape(1) for key, v in stats.items()}))
             return
         cpu = out.device.type == "cpu"
         limit = _BATCH_MAX_NUMEL_CPU if cpu else _BATCH_MAX_NUMEL
@@ -250,9 +251,9 @@ class ModuleProbe:
             x = out.detach()
             total = x.sum()
             if math.isfinite(float(total)):
-                self._act[mid]["act_nonfinite"].append(_zero())
+                self._clean.append(mid)
             else:
-                self._act[mid]["act_nonfinite"].append((~torch.isfinite(x)).sum().float())
+                self._rows.append(([mid], {"act_nonfinite": (~torch.isfinite(x)).sum().float().reshape(1)}))
         elif out.numel() <= limit:
             # a copy: a later in-place op (ReLU(inplace=True), x += r) must not change what we saw
             self._stash.append((mid, act, out.detach().clone()))
@@ -260,7 +261,7 @@ class ModuleProbe:
             x = out.detach()
             self._batch_stats(act, x.device, tuple(x.shape), [mid], x.unsqueeze(0))
         else:  # every module: where did NaN/Inf first appear?
-            self._act[mid]["act_nonfinite"].append((~torch.isfinite(out.detach())).sum().float())
+            self._rows.append(([mid], {"act_nonfinite": (~torch.isfinite(out.detach())).sum().float().reshape(1)}))
 
     @torch.no_grad()
     def _flush_stash(self) -> None:
@@ -288,11 +289,9 @@ class ModuleProbe:
         cpu = xs.device.type == "cpu"
         if not act:
             if cpu and bool(torch.isfinite(flat.sum(1)).all()):
-                nonfinite = torch.zeros(k)
+                self._clean += mids
             else:
-                nonfinite = (~torch.isfinite(flat)).sum(1).float()
-            for j, mid in enumerate(mids):
-                self._act[mid]["act_nonfinite"].append(nonfinite[j])
+                self._rows.append((mids, {"act_nonfinite": (~torch.isfinite(flat)).sum(1).float()}))
             return
         fam = family(act)
         mean = flat.mean(1)
@@ -316,16 +315,12 @@ class ModuleProbe:
                     fired = xs.amax(dim=others) > 0
                 else:
                     fired = (xs.movedim(d + 1, -1).reshape(k, -1, shape[d]) > 0).any(dim=1)
-                for j, mid in enumerate(mids):
-                    self._act[mid]["fired"].append(fired[j])
+                self._fired_rows.append((mids, fired))
             if shape[d] < 2:
                 stats["act_identical"] = torch.zeros(k, device=dev)
             else:
                 stats["act_identical"] = _identical_units(xs, d)
-        for key, v in stats.items():
-            rows = v.unbind(0)
-            for j, mid in enumerate(mids):
-                self._act[mid][key].append(rows[j])
+        self._rows.append((mids, stats))
 
     def _on_functional(self, name: str, inp: Any, out: torch.Tensor) -> None:
         if self._stack and self.entries[self._stack[-1]]["kind"] == "activation":
@@ -369,23 +364,6 @@ class ModuleProbe:
         for mid, seqs in self._time.items():
             calls.append((mid, torch.stack([s.to(dev) for s in seqs]).mean(0)))
         direct = {"calls": self._calls, "order": self._order}  # host numbers: one tensor each
-        for mid, acc in self._act.items():
-            for key in _STAT_KEYS:
-                seen = acc.get(key)
-                if seen:
-                    vals[key][mid] = seen[0] if len(seen) == 1 else torch.stack(seen).mean()
-            seen = acc.get("act_nonfinite")
-            if seen:
-                vals["act_nonfinite"][mid] = seen[0] if len(seen) == 1 else torch.stack(seen).sum()
-            fired = acc.get("fired")
-            if fired and all(f.shape == fired[0].shape for f in fired):
-                now = torch.stack(fired).any(0)
-                vals["act_silent"][mid] = 1.0 - now.float().mean()
-                window = self._fired[mid]
-                if window and window[-1].shape != now.shape:
-                    window.clear()
-                window.append(now)
-                vals["act_dead"][mid] = 1.0 - torch.stack(list(window)).any(0).float().mean()
         vectors = {}
         for metric, d in direct.items():
             if d:
@@ -398,5 +376,72 @@ class ModuleProbe:
                 v[torch.tensor(list(d.keys()), device=dev)] = torch.stack(
                     [t.to(dev).float() for t in d.values()])
             vectors[metric] = v
+        vectors.update(self._gather(n, dev))
         self._reset()
         return vectors, calls
+
+    def _gather(self, n: int, dev: torch.device) -> dict[str, torch.Tensor]:
+        """The batched statistics as one vector per metric: a module measured more than once this
+        step (several calls) gets the mean of its values, the sum of its non-finite counts, and
+        its units count as fired when they fired in any call."""
+        by_metric: dict[str, tuple[list[int], list[torch.Tensor]]] = {}
+        for mids, stats in self._rows:
+            for metric, v in stats.items():
+                ix, vs = by_metric.setdefault(metric, ([], []))
+                ix += mids
+                vs.append(v)
+        if self._clean:
+            ix, vs = by_metric.setdefault("act_nonfinite", ([], []))
+            ix += self._clean
+            vs.append(torch.zeros(len(self._clean)))
+        for mids, silent, dead in self._fired_stats():
+            for metric, v in (("act_silent", silent), ("act_dead", dead)):
+                ix, vs = by_metric.setdefault(metric, ([], []))
+                ix += mids
+                vs.append(v)
+        vectors = {}
+        for metric, (ix, vs) in by_metric.items():
+            vals = torch.cat([v.to(dev, torch.float32) for v in vs])
+            index = torch.tensor(ix, device=dev)
+            v = torch.full((n,), float("nan"), device=dev)
+            if len(set(ix)) == len(ix):
+                v.index_copy_(0, index, vals)
+            elif metric == "act_nonfinite":
+                v.index_fill_(0, index, 0.0).index_add_(0, index, vals)
+            else:
+                v.index_reduce_(0, index, vals, "mean", include_self=False)
+            vectors[metric] = v
+        return vectors
+
+    def _fired_stats(self) -> list[tuple[list[int], torch.Tensor, torch.Tensor]]:
+        """Per batch of modules: the fraction of units silent this step, and dead (silent in each
+        of the module's last ``dead_window`` observations)."""
+        seen = Counter(mid for mids, _ in self._fired_rows for mid in mids)
+        batches: list[tuple[list[int], torch.Tensor]] = []
+        several: dict[int, list[torch.Tensor]] = defaultdict(list)
+        for mids, fired in self._fired_rows:
+            if all(seen[mid] == 1 for mid in mids):
+                batches.append((mids, fired))
+            else:
+                for j, mid in enumerate(mids):
+                    several[mid].append(fired[j])
+        for mid, fs in several.items():  # calls of one module: OR, where they agree on the units
+            if all(f.shape == fs[0].shape for f in fs):
+                batches.append(([mid], torch.stack(fs).any(0, keepdim=True)))
+        out = []
+        for mids, fired in batches:
+            units = fired.shape[1]
+            obs, last = [], []
+            for mid in mids:
+                state = self._last_fired.get(mid)
+                if state is None or state[1].shape[0] != units:  # new, or its units changed
+                    state = (0, torch.full((units,), _NEVER, dtype=torch.int64, device=fired.device))
+                obs.append(state[0])
+                last.append(state[1])
+            now = torch.tensor(obs, device=fired.device)[:, None]
+            last_t = torch.where(fired, now, torch.stack(last))
+            dead = (last_t <= now - self.dead_window).float().mean(1)
+            for j, mid in enumerate(mids):
+                self._last_fired[mid] = (obs[j] + 1, last_t[j])
+            out.append((mids, 1.0 - fired.float().mean(1), dead))
+        return out

@@ -55,8 +55,12 @@ class _Part:
 class TensorStats:
     """Computes statistics over a fixed list of parameters, vectorised by (device, dtype)."""
 
-    def __init__(self, params: list[torch.Tensor]) -> None:
+    def __init__(self, params: list[torch.Tensor], keep_snapshot: bool = False) -> None:
         self.params = params
+        #: keep the snapshot's buffers between steps (statistics every step: no allocation each
+        #: time, at the price of one copy of the weights held for the whole run)
+        self.keep_snapshot = keep_snapshot
+        self._buffers: tuple[list[_Part], list] | None = None
         self.n = len(params)
         devices = {p.device for p in params}
         self.device = next(iter(devices)) if len(devices) == 1 else torch.device("cpu")
@@ -210,6 +214,15 @@ class TensorStats:
         """Keep a copy of the weights, to measure the optimizer's update afterwards."""
         data = [p.detach() for p in self.params]
         parts, _ = self._plan(data)
+        kept = self._buffers
+        if kept is not None and kept[0] is parts:  # the same plan: copy into last step's buffers
+            for part, saved in kept[1]:
+                if part.stack:
+                    torch.stack([data[i] for i in part.ix], out=saved)
+                else:
+                    torch._foreach_copy_(saved, [data[i] for i in part.ix])
+            self._snapshot = kept[1]
+            return
         snap = []
         for part in parts:
             if part.stack:
@@ -217,6 +230,7 @@ class TensorStats:
             else:
                 snap.append((part, [data[i].clone() for i in part.ix]))
         self._snapshot = snap
+        self._buffers = (parts, snap) if self.keep_snapshot and not any(p.dense for p in parts) else None
 
     @torch.no_grad()
     def update_norm(self) -> torch.Tensor | None:
