@@ -147,3 +147,46 @@ def test_dead_units_are_those_silent_over_the_last_window_of_observations():
             mid = names.index(name)
             assert float(vec["act_silent"][mid]) == pytest.approx(1 - now.float().mean().item()), (step, name)
             assert float(vec["act_dead"][mid]) == pytest.approx(1 - recent.float().mean().item()), (step, name)
+
+
+def test_functional_activations_stay_seen_when_the_mode_is_scoped_to_where_they_occur(monkeypatch):
+    # after the forward passes that learn where functional activations occur, the mode is on only
+    # there: every activation is still measured, and the other modules' ops are not intercepted
+    from gradwatch.probes import modules as pm
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2, self.fc3 = nn.Linear(4, 8), nn.Linear(8, 8), nn.Linear(8, 8)
+            self.block = nn.Sequential(nn.Linear(8, 8), nn.LayerNorm(8), nn.Linear(8, 8))
+
+        def forward(self, x):
+            h = torch.relu(self.fc1(x))  # right after the module that made its input
+            g = self.fc3(h)
+            h = torch.tanh(self.fc2(h) + 1.0)  # on the module's own tensor
+            b = self.block(h)
+            return b + torch.sigmoid(g)  # on an output made two modules earlier
+
+    calls = []
+    original = pm._FunctionalActivations.__torch_function__
+
+    def counting(self, func, types, args=(), kwargs=None):
+        calls[-1] += 1
+        return original(self, func, types, args, kwargs)
+
+    monkeypatch.setattr(pm._FunctionalActivations, "__torch_function__", counting)
+    torch.manual_seed(0)
+    net = Net()
+    probe = ModuleProbe(net)
+    probe.arm()
+    for _ in range(8):
+        calls.append(0)
+        net(torch.randn(5, 4)).sum().backward()
+        vec, _ = probe.collect()
+        names = [e["name"] for e in probe.entries]
+        for name in ("fc1:relu", ":tanh", "fc3:sigmoid"):
+            assert 0 < abs(float(vec["act_mean"][names.index(name)])) < 1, (len(calls), name)
+    probe.disarm()
+    learning, scoped = calls[:3], calls[3:]
+    assert max(scoped) < min(learning)
+    assert probe._mode is None

@@ -123,6 +123,13 @@ class ModuleProbe:
         self.layout_changed = True
         self._handles: list[Any] = []
         self._mode: _FunctionalActivations | None = None
+        # where functional activations were seen (see _scope): right after these modules return,
+        # and while these modules run their own code (not their children's)
+        self._after: set[int] = set()
+        self._inside: set[int] = set()
+        self._forwards = 0
+        self._learning = True
+        self._last_post: int | None = None
         self.dead_window = dead_window
         # per module: (observations so far, per unit the observation at which it last fired)
         self._last_fired: dict[int, tuple[int, torch.Tensor]] = {}
@@ -174,18 +181,37 @@ class ModuleProbe:
             except Exception:  # noqa: BLE001 - the mode stack was already unwound
                 pass
 
+    def _scope(self, on: bool) -> None:
+        """Have the functional-activation mode on or off from here. Outside the forward passes that
+        learn (the first three, then one in 50), it is on only where a functional activation was
+        seen: from the end of the module whose output it took until the next module starts, and
+        inside the modules that call one on their own tensors. A mode entered by the model's code
+        in the meantime sits above ours; ours then stays until the outermost call returns."""
+        if on:
+            if self._mode is None:
+                self._mode = _FunctionalActivations(self)
+                self._mode.__enter__()
+        elif self._mode is not None:
+            top = torch._C._len_torch_function_stack() - 1
+            if top >= 0 and torch._C._get_function_stack_at(top) is self._mode:
+                self._exit_mode()
+
     def _make_pre(self, mid: int):
         recurrent = isinstance(self._mods[mid], nn.RNNBase)
 
         def pre(module, args):
             outermost = not self._stack  # the root, or a part of a root that is never called itself
             self._stack.append(mid)
+            self._last_post = None
             if (mid == 0 or outermost) and torch.is_grad_enabled():
                 if mid == 0:
                     self.root_calls += 1
-                if self._mode is None:
-                    self._mode = _FunctionalActivations(self)
-                    self._mode.__enter__()
+                if outermost:
+                    self._learning = self._forwards < 3 or self._forwards % 50 == 0
+                    self._forwards += 1
+                self._scope(self._learning or mid in self._inside)
+            elif not self._learning and self._stack and torch.is_grad_enabled():
+                self._scope(mid in self._inside)
             if recurrent and args and torch.is_grad_enabled():
                 x = args[0]
                 if isinstance(x, torch.Tensor) and x.is_floating_point() and not x.requires_grad:
@@ -205,8 +231,11 @@ class ModuleProbe:
             if self._stack and self._stack[-1] == mid:
                 self._stack.pop()
             outermost = not self._stack
+            self._last_post = mid
             if outermost:
                 self._exit_mode()
+            elif not self._learning:
+                self._scope(mid in self._after or self._stack[-1] in self._inside)
             if not torch.is_grad_enabled():
                 return
             out = _first_tensor(output)
@@ -329,6 +358,10 @@ class ModuleProbe:
             return
         hit = self._producer.get(id(inp)) if isinstance(inp, torch.Tensor) else None
         owner = hit[0] if hit is not None and hit[1]() is inp else None
+        if owner is not None and owner == self._last_post:
+            self._after.add(owner)  # called on a module's output as it returned: F.relu(self.fc(x))
+        elif self._stack:
+            self._inside.add(self._stack[-1])
         if owner is None:
             owner = self._stack[-1] if self._stack else 0
         key = (owner, name)
