@@ -305,6 +305,10 @@ class FloorRunner:
     ``activations`` (per activation module: mean, std, fraction exactly zero, per-unit max over
     the batch for "fired"). Left out, so the true floor is higher: identical units, saturated
     tails, per-module non-finite counts, per-time-step norms, moving anything to the host.
+    ``fused``: the same numbers from ``torch.compile``d functions, so that each is one pass that
+    computes several statistics at once: the gradients' norm and max |g|; the copy of the weights
+    with their norm; ‖w_after − w_before‖ without writing the difference; an activation's sum,
+    sum of squares, zero count and per-unit max. (Compiling takes minutes on the CPU, once.)
     """
 
     def __init__(self, parts, base, x, y):
@@ -314,6 +318,7 @@ class FloorRunner:
         self.x, self.y, self.loss_fn = x, y, nn.CrossEntropyLoss()
         self.params = list(self.model.parameters())
         self.bufs = [torch.empty_like(p) for p in self.params] if "update" in parts else None
+        self.fused = _fused_functions() if "fused" in parts else None
         self.kept = []
         self.handles = []
         if "delta" in parts:
@@ -332,11 +337,18 @@ class FloorRunner:
     def _activation(self, module, args, out):
         o = out.detach()
         o = o.reshape(-1, o.shape[-1]) if o.dim() > 1 else o[None]
+        if self.fused is not None:
+            self.kept += self.fused["activation"](o)
+            return
         self.kept += [o.mean(), o.std(), (o == 0).sum(), o.amax(0) > 0]
 
     @torch.no_grad()
     def _before(self):
         grads = [p.grad for p in self.params]
+        if self.fused is not None:
+            self.kept += self.fused["gradients"](grads)
+            self.kept.append(self.fused["snapshot"]([p.detach() for p in self.params], self.bufs))
+            return
         if "gradients" in self.parts:
             self.kept += torch._foreach_norm(grads, 2)
             self.kept += [torch.maximum(g.amax(), g.amin().neg()) for g in grads]
@@ -347,7 +359,9 @@ class FloorRunner:
 
     @torch.no_grad()
     def _after(self):
-        if "update" in self.parts:
+        if self.fused is not None:
+            self.kept.append(self.fused["update"]([p.detach() for p in self.params], self.bufs))
+        elif "update" in self.parts:
             torch._foreach_sub_(self.bufs, [p.detach() for p in self.params])
             self.kept += torch._foreach_norm(self.bufs, 2)
 
@@ -367,24 +381,49 @@ class FloorRunner:
 
 FLOOR_PARTS = {"unwatched": (), "gradients": ("gradients",), "update": ("update",), "delta": ("delta",),
                "activations": ("activations",), "together": ("gradients", "update", "delta", "activations")}
+#: with --fused: the same statistics as "together", each group of them one compiled pass
+FUSED_PARTS = {"fused": ("gradients", "update", "delta", "activations", "fused")}
 
 
-def floor(models, rounds, steps, console):
+def _fused_functions():
+    """The statistics of FloorRunner as ``torch.compile``d functions (one pass each where the
+    compiler fuses the reductions); compiled on first call, per shape."""
+    def gradients(gs):
+        return [torch.stack([torch.linalg.vector_norm(g) for g in gs]), torch.stack([g.abs().amax() for g in gs])]
+
+    def snapshot(ws, bufs):
+        for w, b in zip(ws, bufs):
+            b.copy_(w)
+        return torch.stack([torch.linalg.vector_norm(w) for w in ws])
+
+    def update(ws, bufs):
+        return torch.stack([torch.linalg.vector_norm(w - b) for w, b in zip(ws, bufs)])
+
+    def activation(o):
+        return [o.sum(), (o * o).sum(), (o == 0).sum(), o.amax(0) > 0]
+
+    return {k: torch.compile(f, dynamic=False) for k, f in
+            {"gradients": gradients, "snapshot": snapshot, "update": update, "activation": activation}.items()}
+
+
+def floor(models, rounds, steps, console, fused=False):
     """The least the every-step statistics cost with bare torch ops (FloorRunner), per part and
-    all together, interleaved in rounds like the main table; prints a table, returns the rows."""
+    all together, interleaved in rounds like the main table; prints a table, returns the rows.
+    ``fused``: also all together from compiled, fused statistics."""
     from rich.table import Table
 
+    parts_of = {**FLOOR_PARTS, **(FUSED_PARTS if fused else {})}
     table = Table(title=f"The floor under stats=\"all\": a subset of its statistics in bare torch ops, every step "
                         f"({rounds} rounds × {steps} steps, interleaved)")
     table.add_column("model")
     table.add_column("unwatched", justify="right")
-    for name in list(FLOOR_PARTS)[1:]:
+    for name in list(parts_of)[1:]:
         table.add_column(name, justify="right")
     rows = {}
     for name in models:
         torch.manual_seed(0)
         base, x, y, _ = MODELS[name]()
-        runners = {k: FloorRunner(parts, base, x, y) for k, parts in FLOOR_PARTS.items()}
+        runners = {k: FloorRunner(parts, base, x, y) for k, parts in parts_of.items()}
         for r in runners.values():
             for _ in range(3):
                 r.step()
@@ -402,7 +441,7 @@ def floor(models, rounds, steps, console):
         rows[name] = {k: sum(t for _, t, _ in v) / base_t for k, v in times.items()}
         rows[name]["unwatched_ms"] = 1e3 * base_t / (rounds * steps)
         cells = []
-        for k in list(FLOOR_PARTS)[1:]:
+        for k in list(parts_of)[1:]:
             lo, hi = _bootstrap_interval(times[k], times["unwatched"])
             cells.append(f"{rows[name][k]:.3f}× ({lo:.2f}–{hi:.2f})")
         table.add_row(name, f"{rows[name]['unwatched_ms']:.1f} ms", *cells)
@@ -509,6 +548,8 @@ def main(argv=None):
     ap.add_argument("--json", default=str(HERE / "overhead-results.json"))
     ap.add_argument("--floor", action="store_true",
                     help="instead: what a subset of the every-step statistics costs in bare torch ops (no gradwatch)")
+    ap.add_argument("--fused", action="store_true",
+                    help="with --floor: also the same statistics from torch.compile'd, fused passes (compiles for minutes)")
     ap.add_argument("--split", type=int, default=0, metavar="STEPS",
                     help="instead: time ordinary vs statistics steps of the default watcher over STEPS steps")
     args = ap.parse_args(argv)
@@ -530,7 +571,7 @@ def main(argv=None):
     if args.split:
         return split(models, args.split, console)
     if args.floor:
-        rows = floor(models, args.rounds, args.steps, console)
+        rows = floor(models, args.rounds, args.steps, console, fused=args.fused)
         Path(args.json).write_text(json.dumps({"floor": rows, "rounds": args.rounds, "steps": args.steps,
                                                "threads": args.threads}, indent=1))
         return rows

@@ -277,7 +277,8 @@ def _max_abs(ts):
         elif t.is_complex():
             out.append(t.abs().amax())
         else:
-            out.append(torch.maximum(t.amax(), t.amin().neg()))
+            lo, hi = torch.aminmax(t)
+            out.append(torch.maximum(hi, lo.neg()))
     return out
 
 
