@@ -190,3 +190,14 @@ def test_functional_activations_stay_seen_when_the_mode_is_scoped_to_where_they_
     learning, scoped = calls[:3], calls[3:]
     assert max(scoped) < min(learning)
     assert probe._mode is None
+
+
+def test_activation_std_keeps_its_digits_when_the_mean_dwarfs_it():
+    # a saturated sigmoid: mean ~0.9999, std ~1e-5; the one-pass √(E[x²] − mean²) would be noise
+    from gradwatch.probes.modules import _std
+
+    torch.manual_seed(0)
+    flat = torch.stack([0.9999 + 1e-5 * torch.randn(4096), torch.randn(4096), 3.0 + torch.rand(4096)])
+    got = _std(flat, flat.mean(1), cpu=True)
+    ref = flat.double().std(dim=1, unbiased=False)
+    assert got.double() == pytest.approx(ref, rel=1e-3)
