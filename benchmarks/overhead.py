@@ -298,7 +298,9 @@ class FloorRunner:
     """Plain training with a subset of the "all" statistics done by bare torch ops, no gradwatch:
     what those numbers cost at the least on this machine.
 
-    parts: ``gradients`` (per-parameter L2 norm and max |g|: ``_foreach_norm``, amax/amin),
+    parts: ``norms`` (per-parameter L2 norm of the gradients and their global norm: what the
+    default watcher computes at every step), ``gradients`` (per-parameter L2 norm and max |g|:
+    ``_foreach_norm``, amax/amin),
     ``update`` (per-parameter weight norm; a copy of the weights before the step into buffers
     made once, then ``_foreach_sub_`` and ``_foreach_norm``: ‖w_after − w_before‖),
     ``delta`` (a forward hook on every module registering a tensor hook that takes ‖∂L/∂h‖),
@@ -349,6 +351,9 @@ class FloorRunner:
             self.kept += self.fused["gradients"](grads)
             self.kept.append(self.fused["snapshot"]([p.detach() for p in self.params], self.bufs))
             return
+        if "norms" in self.parts:
+            norms = torch.stack(torch._foreach_norm(grads, 2))
+            self.kept += [norms, torch.linalg.vector_norm(norms)]
         if "gradients" in self.parts:
             self.kept += torch._foreach_norm(grads, 2)
             self.kept += [torch.maximum(g.amax(), g.amin().neg()) for g in grads]
@@ -379,8 +384,9 @@ class FloorRunner:
             h.remove()
 
 
-FLOOR_PARTS = {"unwatched": (), "gradients": ("gradients",), "update": ("update",), "delta": ("delta",),
-               "activations": ("activations",), "together": ("gradients", "update", "delta", "activations")}
+FLOOR_PARTS = {"unwatched": (), "norms": ("norms",), "gradients": ("gradients",), "update": ("update",),
+               "delta": ("delta",), "activations": ("activations",),
+               "together": ("gradients", "update", "delta", "activations")}
 #: with --fused: the same statistics as "together", each group of them one compiled pass
 FUSED_PARTS = {"fused": ("gradients", "update", "delta", "activations", "fused")}
 
