@@ -184,29 +184,37 @@ class TensorStats:
 
     def _identical(self, data: list[torch.Tensor]) -> torch.Tensor:
         """identical_fraction of every ≥2-D weight: one product per weight (one per shape where
-        small same-shape weights are stacked), then one padded sort for all of them."""
+        small same-shape weights are stacked), then one sort for all of them, rows NaN-padded."""
         groups: dict[tuple, list[int]] = defaultdict(list)
         for i in self._weight_idx:
             p = data[i]
             if p.numel() and not p.is_meta and p.layout == torch.strided:
                 groups[(p.device, p.dtype, tuple(p.shape))].append(i)
-        order: list[int] = []
-        sigs: list[torch.Tensor] = []
+        ident = torch.full((self.n,), float("nan"), device=self.device)
+        if not groups:
+            return ident
+        blocks: list[tuple[list[int], int, torch.Tensor | list[torch.Tensor]]] = []  # (ix, rows, projections)
         for (dev, _, shape), ix in groups.items():
             rows, cols = shape[0], math.prod(shape[1:])
             v = combined_projection(cols, dev)
             if len(ix) > 1 and rows * cols <= _STACK_MAX_NUMEL and dev.type == "cpu":
-                sig = torch.stack([data[i] for i in ix]).reshape(len(ix), rows, cols).float() @ v
-                sigs += sig.unbind(0)
+                blocks.append((ix, rows, torch.stack([data[i] for i in ix]).reshape(len(ix), rows, cols).float() @ v))
             else:
-                sigs += [data[i].reshape(rows, cols).float() @ v for i in ix]
-            order += ix
-        ident = torch.full((self.n,), float("nan"), device=self.device)
-        if order:
-            sigs = [t.to(self.device) for t in sigs]
-            counts = torch.tensor([len(t) for t in sigs], device=self.device)
-            padded = torch.nn.utils.rnn.pad_sequence(sigs, batch_first=True, padding_value=float("nan"))
-            ident.index_copy_(0, torch.tensor(order, device=self.device), twin_fraction(padded, counts))
+                blocks.append((ix, rows, [data[i].reshape(rows, cols).float() @ v for i in ix]))
+        total = sum(len(ix) for ix, _, _ in blocks)
+        padded = torch.full((total, max(rows for _, rows, _ in blocks)), float("nan"), device=self.device)
+        counts = torch.empty(total, device=self.device)
+        at = 0
+        for ix, rows, sig in blocks:
+            if isinstance(sig, torch.Tensor):
+                padded[at:at + len(ix), :rows] = sig
+            else:
+                for j, one in enumerate(sig):
+                    padded[at + j, :rows] = one
+            counts[at:at + len(ix)] = rows
+            at += len(ix)
+        order = torch.tensor([i for ix, _, _ in blocks for i in ix], device=self.device)
+        ident.index_copy_(0, order, twin_fraction(padded, counts))
         return ident
 
     @torch.no_grad()
