@@ -555,7 +555,8 @@ def main(argv=None):
     ap.add_argument("--floor", action="store_true",
                     help="instead: what a subset of the every-step statistics costs in bare torch ops (no gradwatch)")
     ap.add_argument("--fused", action="store_true",
-                    help="with --floor: also the same statistics from torch.compile'd, fused passes (compiles for minutes)")
+                    help="with --floor: also the same statistics from torch.compile'd, fused passes "
+                         "(compiles for minutes)")
     ap.add_argument("--split", type=int, default=0, metavar="STEPS",
                     help="instead: time ordinary vs statistics steps of the default watcher over STEPS steps")
     args = ap.parse_args(argv)

@@ -98,35 +98,42 @@ class TensorStats:
             self._plans[missing] = plan
         return plan
 
-    def _reduce(self, tensors, each, stacked, present: list | None = None) -> torch.Tensor:
+    def _reduce(self, tensors, each, stacked, present: list | None = None, stacks: dict | None = None) -> torch.Tensor:
         """A float32 vector over all tensors (NaN where None): ``each(list) -> list of 0-d`` for
-        lists, ``stacked((k, numel) matrix) -> (k,)`` for stacked parts."""
+        lists, ``stacked((k, numel) matrix) -> (k,)`` for stacked parts. ``stacks`` keeps the
+        stacked matrices for another reduction of the same tensors (one copy, two statistics)."""
         try:
-            return self._reduce_plan(self._plan(tensors), tensors, each, stacked, present)
+            return self._reduce_plan(self._plan(tensors), tensors, each, stacked, present, stacks)
         except RuntimeError:  # a layout, device or shape changed under the cached plan
             if present is not None:
                 present.clear()
-            return self._reduce_plan(self._plan(tensors, rebuild=True), tensors, each, stacked, present)
+            if stacks is not None:
+                stacks.clear()
+            return self._reduce_plan(self._plan(tensors, rebuild=True), tensors, each, stacked, present, stacks)
 
-    def _reduce_plan(self, plan, tensors, each, stacked, present) -> torch.Tensor:
+    def _reduce_plan(self, plan, tensors, each, stacked, present, stacks) -> torch.Tensor:
         parts, whole = plan
         if whole:  # every tensor, one part: no scatter
-            vals = self._part_values(parts[0], tensors, each, stacked, whole=True)
+            vals = self._part_values(parts[0], tensors, each, stacked, stacks, whole=True)
             if present is not None:
                 present.append(vals)
             return vals
         out = torch.full((self.n,), float("nan"), device=self.device)
         for part in parts:
-            vals = self._part_values(part, tensors, each, stacked)
+            vals = self._part_values(part, tensors, each, stacked, stacks)
             out.index_copy_(0, part.index, vals)
             if present is not None:
                 present.append(vals)
         return out
 
-    def _part_values(self, part: _Part, tensors, each, stacked, whole: bool = False) -> torch.Tensor:
+    def _part_values(self, part: _Part, tensors, each, stacked, stacks=None, whole: bool = False) -> torch.Tensor:
         """``whole``: the part is every tensor in order, so the list itself will do."""
         if part.stack:
-            m = torch.stack([tensors[i] for i in part.ix]).reshape(len(part.ix), -1)
+            m = None if stacks is None else stacks.get(part)
+            if m is None:
+                m = torch.stack([tensors[i] for i in part.ix]).reshape(len(part.ix), -1)
+                if stacks is not None:
+                    stacks[part] = m
             vals = stacked(m)
         else:
             if part.dense:
@@ -145,7 +152,8 @@ class TensorStats:
         ``full`` (the statistics steps) also grad_max and grad_nonfinite."""
         grads = [p.grad for p in self.params]
         norms: list[torch.Tensor] = []
-        stats = {"grad_norm": self._reduce(grads, _norm2, _norm2_rows, norms)}
+        stacks: dict | None = {} if full else None  # the stacked small gradients serve both reductions
+        stats = {"grad_norm": self._reduce(grads, _norm2, _norm2_rows, norms, stacks)}
         # NaN in grad_norm means "no gradient"; the global norm uses only real gradients
         if len(norms) == 1:
             stats["global_norm"] = torch.linalg.vector_norm(norms[0])
@@ -154,7 +162,7 @@ class TensorStats:
                 torch.linalg.vector_norm(torch.cat(norms)) if norms else torch.tensor(float("nan"))
             )
         if full:
-            stats["grad_max"] = self._reduce(grads, _max_abs, max_abs_rows)
+            stats["grad_max"] = self._reduce(grads, _max_abs, max_abs_rows, stacks=stacks)
             stats["grad_nonfinite"] = self._nonfinite(grads, stats["grad_norm"])
         return stats
 
@@ -177,7 +185,7 @@ class TensorStats:
     @torch.no_grad()
     def weight_stats(self) -> dict[str, torch.Tensor]:
         """weight_norm per parameter and identical_frac per ≥2-D weight (rows = units)."""
-        data = [p.detach() for p in self.params]
+        data = self.params  # under no_grad: no graph, no detach (thousands of calls a step on deep nets)
         stats = {"weight_norm": self._reduce(data, _norm2, _norm2_rows)}
         stats["identical_frac"] = self._identical(data)
         return stats
@@ -220,7 +228,7 @@ class TensorStats:
     @torch.no_grad()
     def snapshot(self) -> None:
         """Keep a copy of the weights, to measure the optimizer's update afterwards."""
-        data = [p.detach() for p in self.params]
+        data = self.params  # under no_grad: no graph, no detach (thousands of calls a step on deep nets)
         parts, _ = self._plan(data)
         kept = self._buffers
         if kept is not None and kept[0] is parts:  # the same plan: copy into last step's buffers
@@ -246,7 +254,7 @@ class TensorStats:
         if self._snapshot is None:
             return None
         snap, self._snapshot = self._snapshot, None
-        now = [p.detach() for p in self.params]
+        now = self.params
         out = torch.full((self.n,), float("nan"), device=self.device)
         for part, saved in snap:
             if part.stack:
