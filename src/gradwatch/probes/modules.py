@@ -263,8 +263,19 @@ class ModuleProbe:
             self._order[mid] = len(self._order)  # forward order of first outputs
         self._producer[id(out)] = (mid, weakref.ref(out))  # ids are reused once a tensor dies
         if out.requires_grad:
-            out.register_hook(lambda g: self._delta[mid].append(
-                (k, torch.linalg.vector_norm(g.detach()).float())))
+            fn = out.grad_fn
+            if fn is None:  # a leaf (a module that returns a parameter)
+                out.register_hook(lambda g: self._delta[mid].append(
+                    (k, torch.linalg.vector_norm(g.detach()).float())))
+            else:  # what a tensor hook gets: the gradient w.r.t. this output of its node, for half the cost
+                nr = out.output_nr
+
+                def delta(grads, mid=mid, k=k, nr=nr):
+                    g = grads[nr]
+                    if g is not None:
+                        self._delta[mid].append((k, torch.linalg.vector_norm(g.detach()).float()))
+
+                fn.register_prehook(delta)
         if not out.is_floating_point() or out.layout != torch.strided or out.numel() == 0:
             if act:  # an unusual output (integer, sparse, empty): the one-by-one statistics
                 stats = output_stats(out, act)
