@@ -201,3 +201,26 @@ def test_activation_std_keeps_its_digits_when_the_mean_dwarfs_it():
     got = _std(flat, flat.mean(1), cpu=True)
     ref = flat.double().std(dim=1, unbiased=False)
     assert got.double() == pytest.approx(ref, rel=1e-3)
+
+
+def test_delta_is_the_gradient_at_each_output_also_when_an_inplace_op_follows():
+    # δ of a Linear whose output an in-place ReLU overwrites, and of an output used twice
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 8), nn.ReLU(inplace=True), nn.Linear(8, 3))
+    x = torch.randn(5, 6)
+    probe = ModuleProbe(net)
+    probe.arm()
+    out = net(x)
+    (out.sum() + (out ** 2).sum()).backward()
+    vec, _ = probe.collect()
+    probe.disarm()
+    h = net[0](x)
+    h.retain_grad()
+    a = torch.relu(h)
+    a.retain_grad()
+    y = net[2](a)
+    y.retain_grad()
+    (y.sum() + (y ** 2).sum()).backward()
+    names = [e["name"] for e in probe.entries]
+    for name, ref in (("0", h.grad), ("1", a.grad), ("2", y.grad)):
+        assert float(vec["delta"][names.index(name)]) == pytest.approx(float(ref.norm()), rel=1e-5), name

@@ -68,6 +68,22 @@ class TensorStats:
         self._plans: dict[tuple, tuple[list[_Part], bool]] = {}
         self._weight_idx = [i for i, p in enumerate(params) if p.dim() >= 2 and not p.is_complex()]
 
+    @property
+    def params(self) -> list:
+        """The parameters; a wrapper may stand in for one (a sharded parameter's local view) if it
+        has ``.grad``, ``.detach()`` and the shape attributes."""
+        return self._params
+
+    @params.setter
+    def params(self, params: list) -> None:
+        self._params = params
+        self._plain = all(isinstance(p, torch.Tensor) for p in params)
+
+    def _weights(self) -> list:
+        """The parameters' values: plain tensors as they are (the statistics run under no_grad, so
+        no detach() per parameter: thousands of calls a step on a deep net), wrappers detached."""
+        return self._params if self._plain else [p.detach() for p in self._params]
+
     # ------------------------------------------------------------ the plan
     def _plan(self, tensors: list[torch.Tensor | None], rebuild: bool = False) -> tuple[list[_Part], bool]:
         """The parts for this pattern of present tensors, and whether all are present."""
@@ -185,7 +201,7 @@ class TensorStats:
     @torch.no_grad()
     def weight_stats(self) -> dict[str, torch.Tensor]:
         """weight_norm per parameter and identical_frac per ≥2-D weight (rows = units)."""
-        data = self.params  # under no_grad: no graph, no detach (thousands of calls a step on deep nets)
+        data = self._weights()
         stats = {"weight_norm": self._reduce(data, _norm2, _norm2_rows)}
         stats["identical_frac"] = self._identical(data)
         return stats
@@ -228,7 +244,7 @@ class TensorStats:
     @torch.no_grad()
     def snapshot(self) -> None:
         """Keep a copy of the weights, to measure the optimizer's update afterwards."""
-        data = self.params  # under no_grad: no graph, no detach (thousands of calls a step on deep nets)
+        data = self._weights()
         parts, _ = self._plan(data)
         kept = self._buffers
         if kept is not None and kept[0] is parts:  # the same plan: copy into last step's buffers
@@ -254,7 +270,7 @@ class TensorStats:
         if self._snapshot is None:
             return None
         snap, self._snapshot = self._snapshot, None
-        now = self.params
+        now = self._weights()
         out = torch.full((self.n,), float("nan"), device=self.device)
         for part, saved in snap:
             if part.stack:
