@@ -263,19 +263,15 @@ class ModuleProbe:
             self._order[mid] = len(self._order)  # forward order of first outputs
         self._producer[id(out)] = (mid, weakref.ref(out))  # ids are reused once a tensor dies
         if out.requires_grad:
+            def delta(g: torch.Tensor) -> None:
+                self._delta[mid].append((k, torch.linalg.vector_norm(g.detach()).float()))
+
             fn = out.grad_fn
             if fn is None:  # a leaf (a module that returns a parameter)
-                out.register_hook(lambda g: self._delta[mid].append(
-                    (k, torch.linalg.vector_norm(g.detach()).float())))
+                out.register_hook(delta)
             else:  # what a tensor hook gets: the gradient w.r.t. this output of its node, for half the cost
                 nr = out.output_nr
-
-                def delta(grads, mid=mid, k=k, nr=nr):
-                    g = grads[nr]
-                    if g is not None:
-                        self._delta[mid].append((k, torch.linalg.vector_norm(g.detach()).float()))
-
-                fn.register_prehook(delta)
+                fn.register_prehook(lambda grads: None if grads[nr] is None else delta(grads[nr]))
         if not out.is_floating_point() or out.layout != torch.strided or out.numel() == 0:
             if act:  # an unusual output (integer, sparse, empty): the one-by-one statistics
                 stats = output_stats(out, act)
@@ -394,17 +390,16 @@ class ModuleProbe:
             self._flush_stash()
         n = len(self.entries)
         dev = next((p.device for p in self.model.parameters()), torch.device("cpu"))
-        vals: dict[str, dict[int, torch.Tensor]] = defaultdict(dict)
+        delta: dict[int, torch.Tensor] = {}
         calls: list[tuple[int, torch.Tensor]] = []
         for mid, items in self._delta.items():
             if len(items) == 1:  # one call: its norm is the module's δ
-                vals["delta"][mid] = items[0][1]
+                delta[mid] = items[0][1]
                 continue
             items.sort(key=lambda t: t[0])
             norms = torch.stack([v.to(dev) for _, v in items])
-            vals["delta"][mid] = torch.linalg.vector_norm(norms)
-            if len(items) > 1:
-                calls.append((mid, norms))
+            delta[mid] = torch.linalg.vector_norm(norms)
+            calls.append((mid, norms))
         for mid, seqs in self._time.items():
             calls.append((mid, torch.stack([s.to(dev) for s in seqs]).mean(0)))
         direct = {"calls": self._calls, "order": self._order}  # host numbers: one tensor each
@@ -414,21 +409,17 @@ class ModuleProbe:
                 v = torch.full((n,), float("nan"))
                 v[torch.tensor(list(d.keys()))] = torch.tensor([float(c) for c in d.values()])
                 vectors[metric] = v.to(dev)
-        for metric, d in vals.items():
-            v = torch.full((n,), float("nan"), device=dev)
-            if d:
-                v[torch.tensor(list(d.keys()), device=dev)] = torch.stack(
-                    [t.to(dev).float() for t in d.values()])
-            vectors[metric] = v
-        vectors.update(self._gather(n, dev))
+        vectors.update(self._gather(n, dev, delta))
         self._reset()
         return vectors, calls
 
-    def _gather(self, n: int, dev: torch.device) -> dict[str, torch.Tensor]:
-        """The batched statistics as one vector per metric: a module measured more than once this
-        step (several calls) gets the mean of its values, the sum of its non-finite counts, and
-        its units count as fired when they fired in any call."""
+    def _gather(self, n: int, dev: torch.device, delta: dict[int, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The batched statistics and ``delta`` (module -> δ) as one vector per metric: a module
+        measured more than once this step (several calls) gets the mean of its values, the sum of
+        its non-finite counts, and its units count as fired when they fired in any call."""
         by_metric: dict[str, tuple[list[int], list[torch.Tensor]]] = {}
+        if delta:
+            by_metric["delta"] = (list(delta), [torch.stack([v.to(dev, torch.float32) for v in delta.values()])])
         for mids, stats in self._rows:
             for metric, v in stats.items():
                 ix, vs = by_metric.setdefault(metric, ([], []))
