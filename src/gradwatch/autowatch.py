@@ -1,11 +1,16 @@
 """Zero-code watching: every optimizer and module of an unmodified script, via PyTorch's
 global hooks (``register_optimizer_step_pre_hook``, ``register_module_forward_pre_hook`` /
-``register_module_forward_hook``).
+``register_module_forward_hook``) and the optimizers' construction.
 
-Until the first optimizer step, global forward hooks note which modules are called at the top
-level (the models). At that step the model the optimizer trains — the top-level module holding
-most of its parameters — gets a :class:`~gradwatch.watcher.Watcher`, and the global module
-hooks are removed, so the rest of the run pays only for the watcher.
+The optimizers are learnt as they are built. The model gets its
+:class:`~gradwatch.watcher.Watcher` as its first training forward pass begins — the first
+top-level call, with gradients enabled, of a module with trainable parameters — so step 0 is
+measured in full and the guard covers it. The watcher trains with the optimizers that hold the
+model's parameters; where none does (updates written by hand, ``p -= lr * p.grad``), a step is a
+backward pass through the model followed by the parameters' change. When the model cannot be told
+at its first call (one optimizer over parts called one by one), the first optimizer step decides,
+as before: the top-level module holding most of its parameters. The global module hooks are then
+removed, so the rest of the run pays only for the watcher.
 
 Example:
     >>> # with AutoWatch(out="runs/x") as aw:
@@ -53,14 +58,34 @@ class AutoWatch:
         self._first_args: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
         self._tracing = False
         self._depth = 0
+        self._declined: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()
         self._ignored: "weakref.WeakSet[torch.optim.Optimizer]" = weakref.WeakSet()
         self._module_handles = [
             module_hooks.register_module_forward_pre_hook(self._pre),
             module_hooks.register_module_forward_hook(self._post, always_call=True),
         ]
         self._opt_handle = optimizer_hooks.register_optimizer_step_pre_hook(self._on_step)
+        self._optimizers: "weakref.WeakSet[torch.optim.Optimizer]" = weakref.WeakSet()
+        self._learn_optimizers()
         self._first_loss: torch.Tensor | None = None
         self._capture_first_loss()
+
+    # every optimizer the script builds, so the model can be watched before its first step
+    def _learn_optimizers(self) -> None:
+        original = torch.optim.Optimizer.__init__
+        known = self._optimizers
+
+        def __init__(opt, *args, **kwargs):
+            original(opt, *args, **kwargs)
+            known.add(opt)
+
+        self._optimizer_init = __init__
+        self._original_optimizer_init = original
+        torch.optim.Optimizer.__init__ = __init__
+
+    def _forget_optimizers(self) -> None:
+        if torch.optim.Optimizer.__dict__.get("__init__") is self._optimizer_init:
+            torch.optim.Optimizer.__init__ = self._original_optimizer_init
 
     # the first step's backward runs before any watcher exists: keep its loss for the watcher
     def _capture_first_loss(self) -> None:
@@ -86,7 +111,9 @@ class AutoWatch:
     def _pre(self, module, args):
         if self._tracing:  # the watcher's traced pass on a copy of the model: not the script's call
             return
+        new_args = None
         if self._depth == 0:
+            self._stop_if_done()  # a trial's step budget, also where no optimizer makes the steps
             self._roots[module] = self._roots.get(module, 0) + 1
             if self.watcher is None and module not in self._first_args and torch.is_grad_enabled():
                 self._first_args[module] = args  # one batch per top-level module, until the watcher exists
@@ -99,12 +126,69 @@ class AutoWatch:
                 for m in module.modules():
                     self._remedied.add(m)
                 print(f"gradwatch: applied {self.model_remedy} to {type(module).__name__}", file=sys.stderr)
+            if self.watcher is None and torch.is_grad_enabled() and module not in self._declined:
+                new_args = self._attach_at_forward(module, args)
         self._depth += 1
+        return new_args
+
+    def _attach_at_forward(self, module: nn.Module, args: tuple):
+        """Watch ``module`` from this, its first training call, with the optimizers that hold its
+        parameters. Returns the forward's arguments as the watcher's probe replaced them (or None)."""
+        params = [p for p in module.parameters()]
+        if not any(p.requires_grad for p in params):
+            self._declined.add(module)
+            return None
+        if any(nn.parameter.is_lazy(p) for p in params):
+            return None  # shapes come with this call: watch from the next one
+        own = {id(p) for p in params}
+        opts = [o for o in list(self._optimizers) if o not in self._ignored
+                and any(id(p) in own for g in o.param_groups for p in g["params"])]
+        if not opts and any(o not in self._ignored for o in list(self._optimizers)):
+            # the script trains with optimizers, none of them this module's (a frozen feature
+            # extractor, a teacher, a loss network): the first optimizer step finds the model
+            self._declined.add(module)
+            return None
+        held = {id(p) for o in opts for g in o.param_groups for p in g["params"]}
+        root = module
+        if not held <= own:  # the optimizer trains more than this module: the model holds them all
+            root = _tightest(_live_modules(), held, whole=True)
+            if root is None:
+                self._declined.add(module)  # parts called one by one: the first step decides
+                return None
+        try:
+            watcher = Watcher(root, opts[0] if opts else None, out=self.out, first_stats_step=0,
+                              **self.watch_kwargs)
+            for o in opts[1:]:
+                watcher.add_optimizer(o)
+        except WatchError as e:  # the script goes on, unwatched: never fail it for our sake
+            self._declined.add(module)
+            print(f"gradwatch: this model is not watched: {e}", file=sys.stderr)
+            return None
+        self._release_first_loss()
+        self.watcher = watcher
+        self._first_args = weakref.WeakKeyDictionary()
+        self._tracing = True
+        try:
+            watcher.describe_forward(*args)  # residual blocks written in forward()
+        except Exception:  # noqa: BLE001 - a forward that cannot be traced on a copy is not described
+            pass
+        finally:
+            self._tracing = False
+        if not self.model_remedy and self.max_steps is None:
+            self._remove_module_hooks()
+        return watcher.probe.enter(root, args) if root is module else None
 
     def _post(self, module, args, output):
         if self._tracing:
             return
         self._depth = max(0, self._depth - 1)
+
+    def _stop_if_done(self) -> None:
+        w = self.watcher
+        if w is not None and self.max_steps is not None and w.step >= self.max_steps:
+            from .inject import StopAfter
+
+            raise StopAfter(f"stopped after {self.max_steps} steps")
 
     def _remove_module_hooks(self) -> None:
         for h in self._module_handles:
@@ -115,18 +199,30 @@ class AutoWatch:
         for step_remedy in self.step_remedies:
             step_remedy.before_step(optimizer)
         w = self.watcher
-        if w is not None and self.max_steps is not None and w.step >= self.max_steps:
-            from .inject import StopAfter
-
-            raise StopAfter(f"stopped after {self.max_steps} steps")
+        self._stop_if_done()
         if w is not None and (optimizer in w.optimizers or optimizer in self._ignored):
             return
         params = {id(p) for g in optimizer.param_groups for p in g["params"]}
+        if w is not None and not w.optimizers and not (params & set(w._param_ids)):
+            # the watched model has no optimizer, and this one trains another module: often an
+            # optimizer built over a copy of the model, whose updates never reach the model trained
+            self._ignored.add(optimizer)
+            names = sorted({type(m).__name__ for m in _live_modules()
+                            if any(id(p) in params for p in m.parameters(recurse=False))})
+            w.event("foreign_optimizer", {
+                "optimizer": type(optimizer).__name__, "parameters": len(params), "modules": names[:8],
+                "reason": f"a {type(optimizer).__name__} steps parameters of none of the watched "
+                          f"{type(w.model).__name__}'s modules"})
+            print(f"gradwatch: a {type(optimizer).__name__} steps parameters outside the watched "
+                  f"{type(w.model).__name__}; not watched", file=sys.stderr)
+            return
         root = self._find_root(params)
         if root is None:
             self._ignored.add(optimizer)
             print("gradwatch: an optimizer steps parameters of no module seen; not watched", file=sys.stderr)
             return
+        if w is None and not self._roots and _has_closure(args, kwargs):
+            return  # opt.step(closure) before any forward: the closure's forward attaches the watcher
         if w is None:
             try:
                 watcher = Watcher(root, optimizer, out=self.out, first_stats_step=1, **self.watch_kwargs)
@@ -148,7 +244,7 @@ class AutoWatch:
                     self._tracing = False
             if not self.model_remedy:  # a model remedy still needs to see top-level calls
                 self._remove_module_hooks()
-        elif root is w.model or params <= set(w._param_ids):
+        elif params <= set(w._param_ids):
             try:
                 w.add_optimizer(optimizer)
             except WatchError as e:
@@ -186,6 +282,7 @@ class AutoWatch:
         """Remove the global hooks and detach the watcher (commits the record)."""
         self._remove_module_hooks()
         self._release_first_loss()
+        self._forget_optimizers()
         if self._opt_handle is not None:
             self._opt_handle.remove()
             self._opt_handle = None
@@ -198,6 +295,10 @@ class AutoWatch:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _has_closure(args, kwargs) -> bool:
+    return any(callable(a) and not isinstance(a, torch.optim.Optimizer) for a in (*(args or ()), *(kwargs or {}).values()))
 
 
 def _tightest(modules: list[nn.Module], params: set[int], whole: bool = False) -> nn.Module | None:

@@ -60,6 +60,7 @@ PARAM_METRICS = {
     "grad_nonfinite": "count of non-finite gradient entries",
     "weight_norm": "L2 norm of the weights (before the step)",
     "update_norm": "‖w_after − w_before‖ over the optimizer step",
+    "grad_prior_norm": "‖.grad‖ as the step's first backward reached the parameters (0 or none unless not zeroed)",
     "identical_frac": "fraction of the tensor's units (rows) identical to another unit",
 }
 #: per-module vectors, indexed by ``modules.id``

@@ -266,6 +266,14 @@ class Watcher:
         self._extra_next: dict[str, Any] = {}  # w.log() scalars for the step under way
         self._in_backward = False
         self._closed = False
+        # without an optimizer a step is a backward pass, then the hand-written update: it ends
+        # when the model is called again (or the next backward starts), so the update is measured
+        self._awaiting_update = False
+        self._manual_handles: list[Any] = []
+        # statistics steps: the gradients as they stood when this step's first backward reached
+        # the parameters (zero or None unless the previous step's gradients were never cleared)
+        self._prior_handles: list[Any] = []
+        self._prior: torch.Tensor | None = None
 
         self.guard = Guard() if guard is True else (guard or None)
         if self.guard is not None and optimizer is None:
@@ -275,7 +283,8 @@ class Watcher:
             self.add_optimizer(optimizer)
         self._describe()
         if self.optimizers == []:
-            self._handles.append(model.register_forward_hook(self._on_root_output))
+            self._manual_handles = [model.register_forward_pre_hook(self._on_root_input),
+                                    model.register_forward_hook(self._on_root_output)]
         _ACTIVE[model] = self
         if not _LIVE:
             _patch_backward(True)
@@ -297,6 +306,11 @@ class Watcher:
                 "watch the model the optimizer trains (the module whose .parameters() you gave it)"
             )
         self.optimizers.append(optimizer)
+        if self._manual_handles:  # an optimizer now makes the steps (one built after the first forward)
+            for h in self._manual_handles:
+                h.remove()
+            self._manual_handles = []
+            self._awaiting_update = False
         self._opt_handles.append(optimizer.register_step_pre_hook(self._before_step))
         self._opt_handles.append(optimizer.register_step_post_hook(self._after_step))
         if len(self.optimizers) > 1 or not self._closed:
@@ -305,6 +319,12 @@ class Watcher:
     def _describe(self) -> None:
         info = describe_model(self.model, self.optimizers[0] if self.optimizers else None)
         info["optimizers"] = [describe_optimizer(o) for o in self.optimizers]
+        params = self.tensors.params
+        info["frozen_params"] = [n for n, p in zip(self.param_names, params) if not p.requires_grad]
+        held = {id(p) for o in self.optimizers for g in o.param_groups for p in g["params"]}
+        info["params_without_optimizer"] = (
+            [n for n, p in zip(self.param_names, params) if p.requires_grad and id(p) not in held]
+            if self.optimizers else None)
         if self._residual_blocks is not None:
             info["residual_blocks"] = self._residual_blocks
         self.store.set_meta(model=info)
@@ -349,8 +369,29 @@ class Watcher:
 
     # ------------------------------------------------------------ step cycle
     def _begin_step(self) -> None:
-        if self.schedule.is_stats(self.step) and self.module_stats:
-            self.probe.arm()
+        if self.schedule.is_stats(self.step):
+            if self.module_stats:
+                self.probe.arm()
+            self._arm_prior()
+
+    def _arm_prior(self) -> None:
+        """Tensor hooks on the trainable parameters: the first to fire — before the first gradient
+        of this step is accumulated into any ``.grad`` — reads every gradient as it stands."""
+        fired: list[int] = []
+
+        def hook(grad):
+            if not fired:
+                fired.append(1)
+                self._prior = self.tensors.grad_norms()
+            return None
+
+        self._prior = None
+        self._prior_handles = [p.register_hook(hook) for p in self.tensors.params if p.requires_grad]
+
+    def _disarm_prior(self) -> None:
+        for h in self._prior_handles:
+            h.remove()
+        self._prior_handles = []
 
     def _before_step(self, optimizer=None, args=None, kwargs=None):
         if kwargs or (args is not None and len(args) > 1):  # opt.step(closure)
@@ -405,8 +446,19 @@ class Watcher:
 
     def _end_backward(self) -> None:
         self._in_backward = False
+        if self._closed:
+            return
         self._before_step()
+        self._awaiting_update = True
+
+    def _on_root_input(self, module, args):
+        # no optimizer: the model called again means the update of the last backward is done
+        if not self._awaiting_update:
+            return None
+        self._awaiting_update = False
+        armed = self.probe.armed
         self._end_step()
+        return None if armed else self.probe.enter(module, args)
 
     def _end_step(self) -> None:
         if self._closed:
@@ -415,6 +467,10 @@ class Watcher:
         self._current = None
         grad_norm = vectors.pop("global_norm", None)
         stat = self.schedule.is_stats(self.step)
+        self._disarm_prior()
+        if self._prior is not None:
+            vectors["grad_prior_norm"] = self._prior
+            self._prior = None
         calls: list = []
         if stat:
             upd = self.tensors.update_norm()
@@ -482,6 +538,9 @@ class Watcher:
     def _saw_loss(self, loss: torch.Tensor) -> None:
         if self._closed:
             return
+        if self._awaiting_update:  # a second backward before the model was called again
+            self._awaiting_update = False
+            self._end_step()
         value = loss.detach()
         if value.dim():
             value = value.reshape(())
@@ -572,13 +631,18 @@ class Watcher:
         """Remove every hook, write what is pending, close the store. Safe to call twice."""
         if self._closed:
             return
+        if self._awaiting_update:
+            self._awaiting_update = False
+            self._end_step()
         if self._extra_next and self._pending:
             self._pending[-1]["extra"].update(self._extra_next)
         self.probe.disarm()
-        for h in self._handles + self._opt_handles:
+        self._disarm_prior()
+        for h in self._handles + self._opt_handles + self._manual_handles:
             h.remove()
         self._handles.clear()
         self._opt_handles.clear()
+        self._manual_handles = []
         try:
             self.flush(wait=False)
             self.store.set_meta(ended=time.time(), steps=self.step)
@@ -595,7 +659,8 @@ class Watcher:
     @property
     def hooks(self) -> int:
         """How many hooks this watcher has installed right now (0 after detach)."""
-        return len(self._handles) + len(self._opt_handles) + len(self.probe._handles)
+        return (len(self._handles) + len(self._opt_handles) + len(self._manual_handles)
+                + len(self._prior_handles) + len(self.probe._handles))
 
     def __enter__(self) -> "Watcher":
         return self

@@ -182,6 +182,17 @@ class TensorStats:
             stats["grad_nonfinite"] = self._nonfinite(grads, stats["grad_norm"])
         return stats
 
+    def grad_norms(self) -> torch.Tensor:
+        """The L2 norm of every parameter's gradient as it stands now (NaN where there is none).
+
+        Example:
+            >>> import torch
+            >>> w = torch.nn.Parameter(torch.ones(3)); w.grad = torch.full((3,), 2.0)
+            >>> TensorStats([w, torch.nn.Parameter(torch.ones(2))]).grad_norms().tolist()[1]
+            nan
+        """
+        return self._reduce([p.grad for p in self.params], _norm2, _norm2_rows)
+
     def _nonfinite(self, grads, norms: torch.Tensor) -> torch.Tensor:
         """Count of NaN/Inf entries per gradient. A finite L2 norm means none (any NaN or Inf
         makes the sum of squares NaN or Inf), so on the CPU (where reading a flag is free) only
