@@ -166,6 +166,24 @@ class ModuleProbe:
             self._handles.append(m.register_forward_pre_hook(self._make_pre(mid)))
             self._handles.append(m.register_forward_hook(self._make_post(mid), always_call=True))
 
+    def enter(self, module: nn.Module, args: tuple) -> tuple | None:
+        """Run this probe's forward pre-hook for ``module``, whose forward is starting right now.
+
+        PyTorch collects a module's pre-hooks before it runs the first of them, so hooks armed from
+        inside a pre-hook of that same call (a watcher attached, or a step ended, as the model's
+        forward begins) would miss it; this runs ours in their place. Returns the replaced
+        arguments (a recurrent module's data input made a leaf that records its gradient) or None.
+
+        Example:
+            >>> # probe.arm(); new_args = probe.enter(model, args)   # inside a forward pre-hook
+        """
+        if not self._handles:
+            return None
+        for mid, m in enumerate(self._mods[:self._n_real]):
+            if m is module:
+                return self._make_pre(mid)(module, args)
+        return None
+
     def disarm(self) -> None:
         """Remove every hook this probe installed."""
         for h in self._handles:
@@ -200,6 +218,8 @@ class ModuleProbe:
         recurrent = isinstance(self._mods[mid], nn.RNNBase)
 
         def pre(module, args):
+            if not self._handles:  # disarmed by an earlier hook of this same call (a step ended)
+                return None
             outermost = not self._stack  # the root, or a part of a root that is never called itself
             self._stack.append(mid)
             self._last_post = None
