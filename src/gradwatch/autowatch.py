@@ -232,6 +232,14 @@ class AutoWatch:
                 return
             first_loss = self._release_first_loss()
             self.watcher = watcher
+            called = [m for m in self._roots if m is not root and any(p.requires_grad for p in m.parameters())
+                      and not any(c is m for c in root.modules())]
+            if self._roots and not any(m is root or any(c is m for c in root.modules()) for m in self._roots) and called:
+                watcher.event("foreign_optimizer", {  # the modules called are not the ones it trains
+                    "optimizer": type(optimizer).__name__, "parameters": len(params),
+                    "modules": sorted({_script_name(m) for m in called})[:8],
+                    "reason": f"the {type(optimizer).__name__} steps {_script_name(root)}, which is never called, "
+                              f"while {', '.join(sorted({_script_name(m) for m in called})[:3])} run"})
             if first_loss is not None:
                 self.watcher._saw_loss(first_loss)
             first_args = self._first_args.get(root)
@@ -295,6 +303,15 @@ class AutoWatch:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _script_name(module: nn.Module) -> str:
+    """The script's own name for a module (``model``, ``ema``), or its class name."""
+    script = getattr(sys.modules.get("__main__"), "__dict__", {})
+    for k, v in script.items():
+        if v is module and k.isidentifier() and not k.startswith("_"):
+            return f"'{k}' ({type(module).__name__})"
+    return type(module).__name__
 
 
 def _has_closure(args, kwargs) -> bool:

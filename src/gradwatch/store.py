@@ -168,6 +168,20 @@ def unpack(data: bytes, dtype: str = "bfloat16") -> np.ndarray:
 # ---------------------------------------------------------------- writer
 
 
+def _keep_previous(path: Path) -> None:
+    """A new run written where one was recorded before starts on an empty store; the earlier
+    record is kept beside it as ``run.previous.db`` (one generation), never mixed into the new one."""
+    if not path.exists():
+        return
+    old = path.with_name(path.stem + ".previous" + path.suffix)
+    for suffix in ("", "-wal", "-shm"):
+        src, dst = Path(str(path) + suffix), Path(str(old) + suffix)
+        if dst.exists():
+            dst.unlink()
+        if src.exists():
+            src.replace(dst)
+
+
 class RunStore:
     """Writes one run to ``DIR/run.db`` from a background thread, committing at every batch.
 
@@ -203,6 +217,7 @@ class RunStore:
                 "pass out= a directory you can write"
             ) from None
         self.path = self.dir / DB_NAME
+        _keep_previous(self.path)
         self._queue: queue.Queue[Callable[[sqlite3.Connection], None] | None] = queue.Queue()
         self._error: BaseException | None = None
         self._ready = threading.Event()

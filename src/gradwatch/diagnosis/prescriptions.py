@@ -22,6 +22,28 @@ _RECREATE = ("opt = type(opt)(model.parameters(), **opt.defaults)"
              "  # the new layers' parameters join the optimizer")
 
 _CATALOG: dict[str, tuple[str, str]] = {
+    "zero_grad_each_step": (
+        "Clear the gradients once per optimizer step, before its first backward",
+        "for x, y in loader:\n    optimizer.zero_grad()          # or: for p in model.parameters(): p.grad = None\n"
+        "    loss = loss_fn(model(x), y)\n    loss.backward()\n    optimizer.step()",
+    ),
+    "reconnect_graph": (
+        "Keep the layers before the cut in the graph: no .detach(), torch.no_grad(), .data or NumPy round "
+        "trip between them and the loss (detach only what must not train, and freeze it explicitly)",
+        "# inside forward(): h = self.encoder(x)          # not self.encoder(x).detach()\n"
+        "# frozen on purpose? say so, and leave it out of the optimizer:\n"
+        "# for p in model.encoder.parameters(): p.requires_grad_(False)",
+    ),
+    "apply_the_update": (
+        "Change the parameters in place (and check each param group's learning rate is above 0)",
+        "with torch.no_grad():\n    for p in model.parameters():\n        p -= lr * p.grad   # in place; "
+        "'p = p - lr * p.grad' only rebinds the name\nprint([g['lr'] for g in optimizer.param_groups])",
+    ),
+    "optimize_the_model_called": (
+        "Build the optimizer over the parameters of the model you call, after any copy or re-creation",
+        "model = Net()                       # the object whose forward you call\n"
+        "optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)   # not a copy's parameters",
+    ),
     "use_relu_with_he_init": (
         "Replace the saturating activations by ReLU and re-initialise with He (Kaiming) init",
         "import gradwatch as gw\nfrom torch import nn\n"

@@ -175,7 +175,9 @@ class TensorStats:
             stats["global_norm"] = torch.linalg.vector_norm(norms[0])
         else:
             stats["global_norm"] = (
-                torch.linalg.vector_norm(torch.cat(norms)) if norms else torch.tensor(float("nan"))
+                # no gradient at all (a graph that reaches none of these parameters): nothing to
+                # step with, which is not a non-finite gradient
+                torch.linalg.vector_norm(torch.cat(norms)) if norms else torch.zeros((), device=self.device)
             )
         if full:
             stats["grad_max"] = self._reduce(grads, _max_abs, max_abs_rows, stacks=stacks)
