@@ -76,6 +76,8 @@ MODULE_METRICS = {
     "act_identical": "fraction of units whose output equals another unit's on this batch",
     "calls": "number of times the module ran in the step",
     "order": "position of the module's first output in the step's forward pass (0 = first)",
+    "time_gain": "per-step gain of the gradient through the module's recurrence, ‖∂(v·s_t)/∂s_{t−1}‖ for "
+                 "a random unit v (geometric mean over its time steps; recurrent modules only)",
 }
 
 _SCHEMA_SQL = """

@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import math
+import warnings
 import weakref
 from collections import Counter, defaultdict
 from typing import Any
@@ -33,6 +34,7 @@ from torch.overrides import TorchFunctionMode
 
 from .activations import FUNCTIONAL_ACTIVATIONS, SATURATION_TAIL, activation_name, family, output_stats
 from .model_info import module_kind
+from .recurrence import RecurrenceProbe, input_profile, injecting, leaf_input
 from .tensors import combined_projection, twin_fraction
 
 #: outputs up to this many elements are copied and their statistics computed together, batched by
@@ -133,6 +135,7 @@ class ModuleProbe:
         self.dead_window = dead_window
         # per module: (observations so far, per unit the observation at which it last fired)
         self._last_fired: dict[int, tuple[int, torch.Tensor]] = {}
+        self._rec = RecurrenceProbe()  # the per-step gain of each recurrence
         self._reset()
 
     def _add_entry(self, name: str, type_: str, act: str, kind: str) -> int:
@@ -165,6 +168,10 @@ class ModuleProbe:
         for mid, m in enumerate(self._mods):
             self._handles.append(m.register_forward_pre_hook(self._make_pre(mid)))
             self._handles.append(m.register_forward_hook(self._make_post(mid), always_call=True))
+            if isinstance(m, nn.RNNBase):  # an initial state that records gradients (hx may be a keyword)
+                self._handles.append(m.register_forward_pre_hook(
+                    lambda mod, args, kwargs, mid=mid: self._rec.fused_state(mid, mod, args, kwargs),
+                    with_kwargs=True))
 
     def enter(self, module: nn.Module, args: tuple) -> tuple | None:
         """Run this probe's forward pre-hook for ``module``, whose forward is starting right now.
@@ -232,11 +239,13 @@ class ModuleProbe:
                 self._scope(self._learning or mid in self._inside)
             elif not self._learning and self._stack and torch.is_grad_enabled():
                 self._scope(mid in self._inside)
-            if recurrent and args and torch.is_grad_enabled():
-                x = args[0]
-                if isinstance(x, torch.Tensor) and x.is_floating_point() and not x.requires_grad:
-                    # a data leaf: let autograd give us dL/dx_t (nothing upstream to disturb)
-                    return (x.detach().requires_grad_(True),) + tuple(args[1:])
+            if not torch.is_grad_enabled():
+                return None
+            self._rec.before(mid, module, args)
+            if recurrent and args:
+                x = leaf_input(args[0])  # a data leaf records dL/dx_t (nothing upstream to disturb)
+                if x is not None:
+                    return (x,) + tuple(args[1:])
             return None
 
         return pre
@@ -258,6 +267,15 @@ class ModuleProbe:
                 self._scope(mid in self._after or self._stack[-1] in self._inside)
             if not torch.is_grad_enabled():
                 return
+            if self._mode is not None:
+                with torch._C.DisableTorchFunction():
+                    self._rec.after(mid, mod, output)
+            else:
+                self._rec.after(mid, mod, output)
+            if recurrent and args:
+                hook = input_profile(args[0], batch_first)
+                if hook is not None:
+                    hook(lambda norms: self._time[mid].append(norms))
             out = _first_tensor(output)
             if out is None:
                 return
@@ -268,11 +286,6 @@ class ModuleProbe:
                 self._record(mid, out, act)
             if outermost and self._stash:
                 self._flush_stash()
-            if recurrent and args and isinstance(args[0], torch.Tensor) and args[0].requires_grad \
-                    and args[0].dim() == 3:
-                dims = (0, 2) if batch_first else (1, 2)
-                args[0].register_hook(lambda g: self._time[mid].append(
-                    torch.linalg.vector_norm(g.detach(), dim=dims).float()))
 
         return post
 
@@ -284,6 +297,8 @@ class ModuleProbe:
         self._producer[id(out)] = (mid, weakref.ref(out))  # ids are reused once a tensor dies
         if out.requires_grad:
             def delta(g: torch.Tensor) -> None:
+                if injecting():  # a recurrence probe's own vector-Jacobian product, not the backward
+                    return
                 self._delta[mid].append((k, torch.linalg.vector_norm(g.detach()).float()))
 
             fn = out.grad_fn
@@ -420,8 +435,16 @@ class ModuleProbe:
             norms = torch.stack([v.to(dev) for _, v in items])
             delta[mid] = torch.linalg.vector_norm(norms)
             calls.append((mid, norms))
-        for mid, seqs in self._time.items():
-            calls.append((mid, torch.stack([s.to(dev) for s in seqs]).mean(0)))
+        for mid, seqs in self._time.items():  # ‖∂L/∂x_t‖ per time step, mean over the calls
+            length = max(len(s) for s in seqs)
+            if length < 2 and len(self._delta.get(mid, ())) > 1:
+                continue  # one step per call (a decoder loop): δ per call says more
+            seqs = [torch.nn.functional.pad(s.to(dev), (0, length - len(s)), value=float("nan")) for s in seqs]
+            calls = [c for c in calls if c[0] != mid]
+            calls.append((mid, torch.stack(seqs).nanmean(0)))
+        gains = self._rec.collect()
+        if gains:
+            self._rows.append((list(gains), {"time_gain": torch.stack([g.to(dev) for g in gains.values()])}))
         direct = {"calls": self._calls, "order": self._order}  # host numbers: one tensor each
         vectors = {}
         for metric, d in direct.items():
@@ -464,7 +487,9 @@ class ModuleProbe:
             elif metric == "act_nonfinite":
                 v.index_fill_(0, index, 0.0).index_add_(0, index, vals)
             else:
-                v.index_reduce_(0, index, vals, "mean", include_self=False)
+                with warnings.catch_warnings():  # "index_reduce() is in beta": not the user's concern
+                    warnings.simplefilter("ignore", UserWarning)
+                    v.index_reduce_(0, index, vals, "mean", include_self=False)
             vectors[metric] = v
         return vectors
 

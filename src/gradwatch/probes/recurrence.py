@@ -1,0 +1,429 @@
+"""The gain of one step of a recurrence, measured where the loss plays no part.
+
+How the gradient propagates back through time is a property of the recurrence's Jacobians
+∂s_t/∂s_{t−1} (Bengio, Simard & Frasconi 1994; Pascanu, Mikolov & Bengio 2013): when their
+gain is above 1 the gradient explodes geometrically with the distance, below 1 it vanishes.
+The total gradient at a state, ‖∂L/∂s_t‖, mixes that with where the loss enters — in a
+language model whose last positions are padding (``ignore_index=-1``) the last states get no
+loss at all — so it is not measured here. Instead, on a statistics step, right after a
+recurrent call returns, a random unit vector v (one per sequence) is laid on its output state
+s_t and ``torch.autograd.grad(v·s_t, s_{t−1}, retain_graph=True)`` gives ‖∂(v·s_t)/∂s_{t−1}‖:
+the gain of that call's Jacobian in a random direction, whose square averages to
+‖J‖²_F / n (n the state size), and is exactly ``a`` for ``J = a·I``. The user's own backward pass
+is untouched (the vector-Jacobian product is not accumulated into ``.grad``).
+
+Three kinds of recurrence are seen:
+
+* ``nn.RNNCell`` / ``GRUCell`` / ``LSTMCell`` called once per time step, their state being the
+  ``hx`` argument (``(h, c)`` for the LSTM cell) and their output;
+* any module one of whose positional arguments (or a tensor in a tuple argument) is a tensor
+  its own previous call returned (a hand-written cell ``h = cell(x_t, h)``, a block applied
+  in a loop), the state being those tensors;
+* the fused ``nn.RNN`` / ``LSTM`` / ``GRU``, whose internals are invisible: the probe hands it
+  an initial state that records gradients (zeros, as PyTorch would use, when none is given),
+  lays v on the final state ``h_n`` (and ``c_n``) of each layer and direction and takes the
+  gradient at that layer's initial state: the gain of all T steps of that layer at once, per
+  sequence (each of a packed batch over its own length). When that product leaves float32's
+  range the decay of ‖∂(v·h_T)/∂x_t‖ along the input gives the rate instead (not for packed
+  input, where the gain is then a bound). The layer and direction with the largest |log gain|
+  speaks for the module.
+
+A call's gain is the root mean square over its sequences (a sequence whose state is dead adds
+nothing, rather than dragging a geometric mean to zero); a module's per-step gain is the
+geometric mean over its calls and time steps. Nothing here runs outside statistics steps:
+the hooks that call it exist only while the module probe is armed.
+
+What is not seen: a state passed by keyword (``cell(x, hx=h)``), a state transformed between
+calls by code outside the module (``h = cell(x, dropout(h))`` of a hand-written cell; the
+``hx`` of the standard cells is seen whatever made it), a recurrence written with raw tensor
+operations inside one module's ``forward``, and anything under ``torch.compile`` or inside a
+backward pass (activation checkpointing re-running the forward).
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> cell = nn.RNNCell(3, 4, nonlinearity="relu", bias=False)
+    >>> with torch.no_grad():
+    ...     cell.weight_hh.copy_(0.5 * torch.eye(4)); cell.weight_ih.fill_(1.0)
+    >>> rec = RecurrenceProbe()
+    >>> h = torch.ones(2, 4, requires_grad=True)
+    >>> rec.before(0, cell, (torch.ones(2, 3), h))
+    >>> out = cell(torch.ones(2, 3), h)
+    >>> rec.after(0, cell, out)
+    >>> round(float(rec.collect()[0]), 4)   # ReLU active everywhere: J = 0.5·I
+    0.5
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections import defaultdict
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence
+
+#: gradients beyond these bounds are taken as having left float32's range (under- or overflow)
+_TINY, _HUGE = 1e-30, 1e30
+#: set while a probe's own vector-Jacobian product runs: gradient hooks that record the user's
+#: backward pass (δ at module outputs) skip what fires then. A list, not a thread-local: on a GPU
+#: autograd runs the hooks on its device threads while the caller waits.
+_BUSY = [False]
+
+
+def injecting() -> bool:
+    """Whether the gradients flowing now are a recurrence probe's own, not the user's backward.
+
+    Example:
+        >>> injecting()
+        False
+    """
+    return _BUSY[0]
+
+
+def _vjp(total: torch.Tensor, inputs: list[torch.Tensor]) -> tuple:
+    _BUSY[0] = True
+    try:
+        return torch.autograd.grad(total, inputs, retain_graph=True, allow_unused=True)
+    finally:
+        _BUSY[0] = False
+
+
+def _hooked(ts: list[torch.Tensor]) -> bool:
+    """Whether someone has a gradient hook on one of these tensors (differentiating through them
+    would make it fire outside the user's backward)."""
+    return any(getattr(t, "_backward_hooks", None) for t in ts)
+
+
+def _tensors(x: Any) -> list[torch.Tensor]:
+    """The tensors of an output or argument, one level deep (a tensor, or a tuple/list of them)."""
+    if isinstance(x, torch.Tensor):
+        return [x]
+    if isinstance(x, (tuple, list)):
+        return [t for t in x if isinstance(t, torch.Tensor)]
+    return []
+
+
+def _differentiable(ts: list[torch.Tensor]) -> bool:
+    return bool(ts) and all(t.requires_grad and t.is_floating_point() for t in ts)
+
+
+def _inside_backward() -> bool:
+    task = getattr(torch._C, "_current_graph_task_id", None)
+    return task is not None and task() >= 0
+
+
+def _compiling() -> bool:
+    compiler = getattr(torch, "compiler", None)
+    return compiler is not None and hasattr(compiler, "is_compiling") and compiler.is_compiling()
+
+
+def _rms_log10(g2: torch.Tensor) -> torch.Tensor:
+    """log10 of the root mean square of per-sequence gains, from their squares (a vector)."""
+    return torch.log10(g2.mean()) / 2
+
+
+def leaf_input(x: Any) -> Any:
+    """A fused RNN's data input made a leaf that records its gradient (a tensor, or the data of a
+    ``PackedSequence``), or None when it already records one or is not floating point.
+
+    Example:
+        >>> leaf_input(torch.zeros(2, 3, 4)).requires_grad, leaf_input(torch.zeros(2, 3, requires_grad=True))
+        (True, None)
+    """
+    data = x.data if isinstance(x, PackedSequence) else x
+    if not isinstance(data, torch.Tensor) or not data.is_floating_point() or data.requires_grad:
+        return None
+    leaf = data.detach().requires_grad_(True)
+    return x._replace(data=leaf) if isinstance(x, PackedSequence) else leaf
+
+
+def input_profile(x: Any, batch_first: bool):
+    """For a fused RNN's input ``x`` that records its gradient: a function that registers
+    ``callback(norms)``, called in the backward pass with ‖∂L/∂x_t‖ for every time step t
+    (over the batch and the features; a ``PackedSequence`` too). None when ``x`` records no
+    gradient. This is where the loss reaches the inputs, not how the gradient propagates.
+
+    Example:
+        >>> x = torch.randn(2, 5, 3, requires_grad=True)
+        >>> seen = []; input_profile(x, batch_first=True)(seen.append)
+        >>> (x * 2).sum().backward(); seen[0].shape
+        torch.Size([5])
+    """
+    packed = isinstance(x, PackedSequence)
+    data = x.data if packed else x
+    if not isinstance(data, torch.Tensor) or not data.requires_grad or data.dim() not in (2, 3):
+        return None
+    if packed:
+        sizes = x.batch_sizes
+
+        def norms(g: torch.Tensor) -> torch.Tensor:
+            t = torch.repeat_interleave(torch.arange(len(sizes), device=g.device), sizes.to(g.device))
+            sq = torch.zeros(len(sizes), device=g.device).index_add_(0, t, g.detach().float().square().sum(1))
+            return sq.sqrt()
+    else:
+        dims = ((0, 2) if batch_first else (1, 2)) if data.dim() == 3 else (1,)
+
+        def norms(g: torch.Tensor) -> torch.Tensor:
+            return torch.linalg.vector_norm(g.detach(), dim=dims).float()
+
+    def register(callback) -> None:
+        data.register_hook(lambda g: None if injecting() else callback(norms(g)))
+
+    return register
+
+
+class RecurrenceProbe:
+    """Measures the per-step gain of every recurrence called while it is in use.
+
+    :class:`~gradwatch.probes.modules.ModuleProbe` calls :meth:`before` from each module's
+    forward pre-hook (:meth:`fused_state` for the fused RNNs, which may need their arguments
+    replaced), :meth:`after` from its forward hook, and :meth:`collect` at the end of the step.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> rnn = nn.GRU(3, 5, num_layers=2, batch_first=True)
+        >>> rec = RecurrenceProbe()
+        >>> args, kwargs = rec.fused_state(0, rnn, (torch.randn(4, 7, 3),), {})
+        >>> rec.after(0, rnn, rnn(*args, **kwargs))
+        >>> 0 < float(rec.collect()[0]) < 1   # PyTorch's default GRU forgets: gain < 1 per step
+        True
+    """
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+        self._generators: dict[torch.device, torch.Generator] = {}
+        self._reset()
+
+    def _reset(self) -> None:
+        # per module: (Σ log10 gain over the time steps, time steps) of each measured call
+        self._logs: dict[int, list[tuple[torch.Tensor, float]]] = defaultdict(list)
+        # per module: what its last call returned, as (id, weak reference) of each output tensor
+        self._outs: dict[int, list[tuple[int, Any]]] = {}
+        # per module: state inputs of the calls under way (a stack: a module may call itself)
+        self._pending: dict[int, list[tuple[list[torch.Tensor], list[int] | None, Any]]] = defaultdict(list)
+
+    # ------------------------------------------------------------ hooks
+    def before(self, mid: int, module: nn.Module, args: tuple) -> None:
+        """Note the state input of a call that is starting (nothing when it has none)."""
+        if isinstance(module, nn.RNNBase) or not torch.is_grad_enabled():
+            return
+        state: list[torch.Tensor] = []
+        index: list[int] | None = None
+        if isinstance(module, nn.RNNCellBase):
+            if len(args) > 1:
+                state = _tensors(args[1])
+        elif mid in self._outs:
+            prev = {i: k for k, (i, ref) in enumerate(self._outs[mid]) if ref() is not None}
+            index = []
+            for a in args:
+                for t in _tensors(a):
+                    k = prev.get(id(t))
+                    if k is not None and self._outs[mid][k][1]() is t:
+                        state.append(t)
+                        index.append(k)
+        if state and _differentiable(state) and not _inside_backward() and not _compiling():
+            self._pending[mid].append((state, index, None))
+        else:
+            self._pending[mid].append(([], None, None))
+
+    def fused_state(self, mid: int, module: nn.RNNBase, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        """The arguments of a fused ``nn.RNN``/``LSTM``/``GRU`` call with an initial state that
+        records gradients: zeros (what PyTorch uses) when none is given, a leaf copy of a state
+        that records none, the caller's own otherwise. Returns ``(args, kwargs)``."""
+        if not args or not torch.is_grad_enabled() or _inside_backward() or _compiling():
+            self._pending[mid].append(([], None, None))
+            return args, kwargs
+        x = args[0]
+        packed = isinstance(x, PackedSequence)
+        data = x.data if packed else x
+        in_args = len(args) > 1
+        hx = args[1] if in_args else kwargs.get("hx")
+        if not isinstance(data, torch.Tensor) or not data.is_floating_point():
+            self._pending[mid].append(([], None, None))
+            return args, kwargs
+        if hx is None:
+            if packed:
+                batch: tuple[int, ...] = (int(x.batch_sizes[0]),)
+            elif data.dim() == 3:
+                batch = (data.shape[0] if module.batch_first else data.shape[1],)
+            else:  # unbatched input (T, features)
+                batch = ()
+            layers = module.num_layers * (2 if module.bidirectional else 1)
+            proj = getattr(module, "proj_size", 0) or module.hidden_size
+            h0 = torch.zeros(layers, *batch, proj, dtype=data.dtype, device=data.device, requires_grad=True)
+            if isinstance(module, nn.LSTM):
+                c0 = torch.zeros(layers, *batch, module.hidden_size, dtype=data.dtype, device=data.device,
+                                 requires_grad=True)
+                hx = (h0, c0)
+            else:
+                hx = h0
+        else:
+            parts = _tensors(hx)
+            if not parts or not all(t.is_floating_point() for t in parts):
+                self._pending[mid].append(([], None, None))
+                return args, kwargs
+            fresh = [t if t.requires_grad else t.detach().requires_grad_(True) for t in parts]
+            hx = tuple(fresh) if isinstance(hx, (tuple, list)) else fresh[0]
+        if in_args:
+            args = (args[0], hx) + tuple(args[2:])
+        else:
+            kwargs = dict(kwargs, hx=hx)
+        lengths = None
+        if packed:  # each sequence's length, in the caller's order (that of h_n)
+            sizes = x.batch_sizes.to(torch.int64)
+            sorted_len = (sizes[None, :] > torch.arange(int(sizes[0]))[:, None]).sum(1)
+            lengths = sorted_len if x.unsorted_indices is None else sorted_len[x.unsorted_indices.cpu()]
+        self._pending[mid].append((_tensors(hx), None, (args[0], lengths)))
+        return args, kwargs
+
+    def after(self, mid: int, module: nn.Module, output: Any) -> None:
+        """Measure the call that just returned ``output`` (if :meth:`before` saw its state)."""
+        outs = _tensors(output)
+        if not isinstance(module, nn.RNNBase):
+            self._outs[mid] = [(id(t), weakref.ref(t)) for t in outs]
+        stack = self._pending.get(mid)
+        if not stack:
+            return
+        state, index, fused = stack.pop()
+        if not state or not torch.is_grad_enabled():
+            return
+        try:
+            if isinstance(module, nn.RNNBase):
+                if isinstance(output, tuple) and len(output) == 2:
+                    self._measure_fused(mid, module, state, _tensors(output[1]), *fused)
+                return
+            if isinstance(module, nn.RNNCellBase):
+                new = outs
+            elif index is not None:
+                new = [outs[k] for k in index if k < len(outs)]
+            else:
+                return
+            if len(new) != len(state) or any(a.shape != b.shape for a, b in zip(new, state)) \
+                    or not _differentiable(new) or _hooked(new):
+                return
+            g2 = self._gain2(new, state)
+            if g2 is not None:
+                self._logs[mid].append((_rms_log10(g2), 1.0))
+        except Exception:  # noqa: BLE001 - a measurement must never break the user's training
+            return
+
+    # ------------------------------------------------------------ measurements
+    def _unit(self, like: list[torch.Tensor], batched: bool) -> list[torch.Tensor]:
+        """A random direction over the state tensors ``like``, of unit norm per sequence (dim 0
+        when ``batched``), drawn from the probe's own generator (the caller's random stream is
+        left alone)."""
+        dev = like[0].device
+        gen = self._generators.get(dev)
+        if gen is None:
+            gen = torch.Generator(device=dev)
+            gen.manual_seed(self.seed)
+            self._generators[dev] = gen
+        vs = [torch.randn(t.shape, generator=gen, device=dev, dtype=torch.float32) for t in like]
+        if batched:
+            sq = sum(v.reshape(v.shape[0], -1).square().sum(1) for v in vs)
+            norm = sq.sqrt().clamp_min(1e-12)
+            vs = [v / norm.view(-1, *([1] * (v.dim() - 1))) for v in vs]
+        else:
+            norm = torch.sqrt(sum(v.square().sum() for v in vs)).clamp_min(1e-12)
+            vs = [v / norm for v in vs]
+        return [v.to(t.dtype) for v, t in zip(vs, like)]
+
+    def _gain2(self, new: list[torch.Tensor], old: list[torch.Tensor]) -> torch.Tensor | None:
+        """Squared gain ‖∂(v·s_new)/∂s_old‖² per sequence (dim 0 when every state tensor has one
+        of the same size, else the whole state is one sequence)."""
+        batched = all(t.dim() >= 2 for t in new) and len({t.shape[0] for t in new}) == 1
+        vs = self._unit(new, batched)
+        total = sum((v * t).sum() for v, t in zip(vs, new))
+        grads = _vjp(total, old)
+        if all(g is None for g in grads):
+            return None
+        grads = [g if g is not None else torch.zeros_like(t) for g, t in zip(grads, old)]
+        if batched:
+            return sum(g.detach().float().reshape(g.shape[0], -1).square().sum(1) for g in grads)
+        return sum(g.detach().float().square().sum() for g in grads).reshape(1)
+
+    def _measure_fused(self, mid: int, module: nn.RNNBase, h0: list[torch.Tensor], hn: list[torch.Tensor],
+                       x: Any, lengths: torch.Tensor | None) -> None:
+        """Per-step gain of a fused RNN call from its initial state ``h0`` to its final ``hn``,
+        layer by layer and direction by direction; the largest |log gain| is kept."""
+        if len(hn) != len(h0) or not _differentiable(hn) or _hooked(hn):
+            return
+        packed = isinstance(x, PackedSequence)
+        xd = x.data if packed else x
+        with_x = not packed and isinstance(xd, torch.Tensor) and xd.requires_grad and xd.dim() >= 2
+        batched = hn[0].dim() == 3
+        if packed:
+            steps = lengths.to(hn[0].device, torch.float32)
+        else:
+            t_dim = (1 if module.batch_first else 0) if xd.dim() == 3 else 0
+            T = xd.shape[t_dim]
+            n = hn[0].shape[1] if batched else 1
+            steps = torch.full((n,), float(T), device=hn[0].device)
+        dirs = 2 if module.bidirectional else 1
+        best: torch.Tensor | None = None
+        for i in range(hn[0].shape[0]):
+            new = [t[i] for t in hn]
+            vs = self._unit(new, batched)
+            total = sum((v * t).sum() for v, t in zip(vs, new))
+            inputs = list(h0) + ([xd] if with_x else [])
+            grads = _vjp(total, inputs)
+            gh = [g[i] for g in grads[:len(h0)] if g is not None]
+            if not gh:
+                continue
+            g2 = sum(g.detach().float().reshape(g.shape[0], -1).square().sum(1) if batched
+                     else g.detach().float().square().sum().reshape(1) for g in gh)
+            g = g2.sqrt()
+            ok = (g > _TINY) & (g < _HUGE)
+            per_step = torch.log10(g.clamp(1e-38, 1e38)) / steps.clamp_min(1.0)  # per sequence, log10
+            # RMS over the sequences of their per-step gains, over those measured in range
+            w = ok.float()
+            rate = torch.log10((torch.pow(10.0, 2 * per_step) * w).sum() / w.sum().clamp_min(1.0)) / 2
+            if with_x and grads[-1] is not None:  # all out of range: read the rate off the input's decay
+                fallback = self._profile_rate(grads[-1].detach(), module, t_dim, reverse=(i % dirs == 1))
+                rate = torch.where(ok.any(), rate, fallback)
+            else:  # a bound: the true gain lies further out
+                bound = torch.log10(torch.pow(10.0, 2 * per_step).mean()) / 2
+                rate = torch.where(ok.any(), rate, bound)
+            if best is None:
+                best = rate
+            else:
+                best = torch.where(rate.abs().nan_to_num(-1.0) > best.abs().nan_to_num(-1.0), rate, best)
+        if best is not None:
+            mean_steps = float(lengths.float().mean()) if packed else float(T)
+            self._logs[mid].append((best * mean_steps, mean_steps))
+
+    @staticmethod
+    def _profile_rate(gx: torch.Tensor, module: nn.RNNBase, t_dim: int, reverse: bool) -> torch.Tensor:
+        """log10 per-step rate of ‖∂(v·h_T)/∂x_t‖ (batch-pooled) from the last step back to the
+        farthest one still in float32's range (from the first step forward when ``reverse``)."""
+        dims = tuple(d for d in range(gx.dim()) if d != t_dim)
+        p = torch.linalg.vector_norm(gx.float(), dim=dims)
+        if reverse:
+            p = p.flip(0)
+        T = p.shape[0]
+        ok = (p > _TINY) & (p < _HUGE) & torch.isfinite(p)
+        far = torch.argmax(ok.int())  # the first step in range (the farthest from the end)
+        dist = (T - 1 - far).float()
+        rate = (torch.log10(p[far].clamp_min(1e-38)) - torch.log10(p[-1].clamp_min(1e-38))) / dist.clamp_min(1.0)
+        return torch.where(ok[-1] & (dist > 0), rate, torch.tensor(float("nan"), device=p.device))
+
+    # ------------------------------------------------------------ results
+    def collect(self) -> dict[int, torch.Tensor]:
+        """Module id → per-step gain (a 0-d float32 tensor on the module's device): the geometric
+        mean over the time steps of every call measured since the last collect. Resets."""
+        out = {}
+        for mid, items in self._logs.items():
+            steps = sum(s for _, s in items)
+            if steps <= 0:
+                continue
+            dev = items[0][0].device
+            log_sum = torch.stack([v.to(dev).float() for v, _ in items]).sum()
+            out[mid] = torch.pow(10.0, log_sum / steps)
+        self._reset()
+        return out
+
+
+__all__ = ["RecurrenceProbe", "injecting", "input_profile", "leaf_input"]
