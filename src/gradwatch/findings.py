@@ -1,6 +1,16 @@
 """Findings: what the diagnosis says, as plain dataclasses with a stable JSON form.
 
-The JSON schema is a contract (see DESIGN.md); bump ``SCHEMA`` on any breaking change.
+The JSON schema is a contract (see DESIGN.md); bump ``SCHEMA`` on any change of its meaning.
+
+Schema 2 (this version) adds, without changing any field of schema 1:
+
+* ``findings[].consequence_of`` — the ``kind`` of the root finding this one follows from
+  (``null`` for a root cause). Findings are listed by onset, root causes first: the first
+  finding with ``consequence_of: null`` is the run's root cause.
+* ``summary`` — one sentence that leads with the root cause and its first remedy.
+
+A reader of schema 1 sees the same fields with the same meaning (extra keys aside), and
+:meth:`Diagnosis.from_dict` reads schema-1 JSON too (every finding then counts as a root).
 
 Example:
     >>> f = Finding(kind="vanishing_gradients", severity="critical", first_step=0,
@@ -16,7 +26,9 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-SCHEMA = 1
+SCHEMA = 2
+#: the diagnosis JSON schemas this version reads
+READS = (1, 2)
 
 #: Finding kinds. Add new ones; never rename these.
 KINDS = (
@@ -29,6 +41,10 @@ KINDS = (
     "learning_rate_too_high",
     "learning_rate_too_low",
     "unsynced_gradients",  # data-parallel ranks whose gradients differ after the all-reduce
+    "gradients_not_zeroed",  # .grad still holds earlier steps' gradients when a step's backward begins
+    "disconnected_layers",  # layers that run in the forward pass but never get a gradient (a cut graph)
+    "parameters_not_updated",  # parameters with a gradient whose update is exactly zero, step after step
+    "modules_without_optimizer",  # parameters that get gradients but that no optimizer holds
 )
 SEVERITIES = ("info", "warning", "critical")
 
@@ -105,6 +121,8 @@ class Finding:
     evidence: dict[str, Any] = field(default_factory=dict)
     causes: list[Cause] = field(default_factory=list)
     remedies: list[Remedy] = field(default_factory=list)
+    #: the kind of the root finding this one follows from; None when it is a root cause itself
+    consequence_of: str | None = None
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
@@ -134,6 +152,42 @@ class Diagnosis:
     def verdict(self) -> str:
         return "unhealthy" if any(f.serious for f in self.findings) else "healthy"
 
+    @property
+    def root(self) -> Finding | None:
+        """The root cause: the first serious finding that follows from no other (None if healthy).
+
+        Example:
+            >>> a = Finding("exploding_gradients", "critical", 0, [], "δ grows 1e6×")
+            >>> b = Finding("nonfinite", "critical", 1, [], "NaN", consequence_of="exploding_gradients")
+            >>> Diagnosis(steps=5, findings=[a, b]).root.kind
+            'exploding_gradients'
+        """
+        serious = [f for f in self.findings if f.serious]
+        return next((f for f in serious if f.consequence_of is None), serious[0] if serious else None)
+
+    @property
+    def summary(self) -> str:
+        """One sentence that leads with the root cause and its first remedy.
+
+        Example:
+            >>> Diagnosis(steps=5).summary
+            'healthy: no problems in 5 steps'
+        """
+        root = self.root
+        if root is None:
+            return f"healthy: no problems in {self.steps} steps"
+        text = f"root cause: {root.kind} from step {root.first_step}: {root.summary}"
+        if root.remedies:
+            text += f"; first fix: {root.remedies[0].id} ({root.remedies[0].description})"
+        follows = list(dict.fromkeys(f.kind for f in self.findings
+                                     if f.serious and f.consequence_of is not None and f is not root))
+        if follows:
+            text += f"; it also causes {', '.join(follows)}"
+        roots = [f for f in self.findings if f.serious and f.consequence_of is None and f is not root]
+        if roots:
+            text += f"; independent of it: {', '.join(dict.fromkeys(f.kind for f in roots))}"
+        return text
+
     def kinds(self, serious_only: bool = True) -> set[str]:
         """The finding kinds present (by default only warnings and criticals)."""
         return {f.kind for f in self.findings if f.serious or not serious_only}
@@ -143,6 +197,7 @@ class Diagnosis:
             "schema": self.schema,
             "verdict": self.verdict,
             "steps": self.steps,
+            "summary": self.summary,
             "findings": [_clean(asdict(f)) for f in self.findings],
         }
 
@@ -151,9 +206,10 @@ class Diagnosis:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Diagnosis":
-        if data.get("schema") != SCHEMA:
+        if data.get("schema") not in READS:
             raise ValueError(
-                f"diagnosis schema {data.get('schema')!r} is not supported (this gradwatch reads {SCHEMA})"
+                f"diagnosis schema {data.get('schema')!r} is not supported (this gradwatch reads "
+                f"{', '.join(map(str, READS))}); diagnose the run again with this version"
             )
         findings = []
         for f in data.get("findings", []):
@@ -172,6 +228,7 @@ class Diagnosis:
                     evidence=dict(f.get("evidence", {})),
                     causes=[Cause(c["id"], c["because"]) for c in f.get("causes", [])],
                     remedies=remedies,
+                    consequence_of=f.get("consequence_of"),
                 )
             )
         return cls(steps=data["steps"], findings=findings)

@@ -4,7 +4,9 @@ against the healthy band around 1e-3 (Karpathy), read together with the loss.
 Mechanism: ‖Δw‖/‖w‖ is the fraction of a weight that one step rewrites. Near 1e-3 a layer
 learns steadily; at ~1e-1 and above each step overwrites a large part of what was learned, and
 the loss spikes, stalls or diverges; far below the band (≤ 1e-5) with a flat loss, steps are
-too small to move the weights while the gradients themselves are fine.
+too small to move the weights while the gradients themselves are fine. A loss change is
+judged against the loss's own minibatch noise, and against the most the steps could change it
+(a rise of a noisy loss is no divergence when the weights barely moved).
 
 Example:
     >>> # check_high(ctx), check_low(ctx)
@@ -21,19 +23,70 @@ from .context import Context
 from .flow import across_layers
 from .prescriptions import prescribe_all
 
+#: standard errors a change of the windowed loss must exceed to count as more than noise
+Z_NOISE = 3.0
+#: slack of the first-order movement bound (curvature, and steps between statistics steps)
+MOVE_SLACK = 10.0
+
+
+def loss_noise(lo: pd.Series) -> float:
+    """The loss's own step-to-step noise σ, robustly: the MAD of the first differences.
+
+    Differences cancel a slow trend; for independent minibatch noise of size σ they have
+    σ·√2, and 1.4826·MAD estimates a normal σ without letting spikes inflate it.
+
+    Example:
+        >>> import numpy as np, pandas as pd
+        >>> noisy = pd.Series(2.0 + np.random.default_rng(0).normal(0, 0.1, 2000))
+        >>> round(loss_noise(noisy), 2)
+        0.1
+    """
+    d = np.diff(lo.to_numpy(dtype=float))
+    d = d[np.isfinite(d)]
+    if d.size < 2:
+        return 0.0
+    return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2.0))
+
+
+def movement_bound(ctx: Context) -> float:
+    """The most the steps could have changed the loss, to first order: Σ_t Σ_p ‖g_p‖·‖Δw_p‖.
+
+    A step changes the loss by ⟨g, Δw⟩ + O(‖Δw‖²) ≤ ‖g‖·‖Δw‖ per parameter tensor (Cauchy–
+    Schwarz), whatever the optimizer. Measured at the statistics steps and scaled to all finite
+    steps; NaN when the updates were not measured.
+
+    Example:
+        >>> # movement_bound(ctx)  # a run at update ratios of 1e-7: ~1e-5, against a loss of ~1
+    """
+    u, g = ctx.series("update_norm"), ctx.series("grad_norm")
+    cols = [c for c in u.columns if c in g.columns]
+    steps = u.index.intersection(g.index)
+    if not cols or steps.empty:
+        return float("nan")
+    per_step = (u.loc[steps, cols] * g.loc[steps, cols]).sum(axis=1, min_count=1).dropna()
+    if per_step.empty:
+        return float("nan")
+    return float(per_step.mean()) * len(ctx.finite(ctx.steps))
+
 
 def loss_trend(ctx: Context) -> dict[str, float]:
-    """Loss at the start/end (medians), relative change, spike fraction, divergence, blow-up.
+    """Loss at the start/end (medians), relative change, spike fraction, divergence, blow-up,
+    each change judged against the loss's own noise and against what the steps could do.
 
     The improvement is measured from the better of the first loss and the early median: a run
     whose loss leaps up in its first steps (a step too large) and comes back only to where it
-    began has learned nothing, though it is below its early median."""
+    began has learned nothing, though it is below its early median. A rise or a drop of the
+    windowed medians counts only when it exceeds ``Z_NOISE`` standard errors of those medians
+    (from :func:`loss_noise`) and when the steps could have made it: a change far beyond
+    :func:`movement_bound` comes from the data, not from training (a run whose updates are 1e-7
+    of its weights cannot have diverged, nor learned)."""
     lo = ctx.loss_finite()
     if len(lo) < 10:
         return {}
     n = len(lo)
-    start = float(lo.iloc[: max(3, n // 10)].median())
-    end = float(lo.iloc[-max(3, n // 5):].median())
+    k_start, k_end = max(3, n // 10), max(3, n // 5)
+    start = float(lo.iloc[:k_start].median())
+    end = float(lo.iloc[-k_end:].median())
     prev = lo.rolling(10, min_periods=3).median().shift(1)
     # a spike throws learning away: 3× the recent level and back above half the starting loss
     spikes = float(((lo > 3 * prev) & (prev > 0) & (lo > 0.5 * lo.iloc[0])).mean())
@@ -42,9 +95,52 @@ def loss_trend(ctx: Context) -> dict[str, float]:
     rel = (ref - end) / abs(ref) if ref != 0 else 0.0
     # the loss leaping an order of magnitude above where it began: an overshooting step
     peak = float(lo.max() / initial) if initial > 0 else float("nan")
+    noise = loss_noise(lo)
+    se = 1.2533 * noise * np.sqrt(1 / k_start + 1 / k_end)  # standard error of a difference of medians
+    bound = movement_bound(ctx)
+
+    def real(change: float) -> bool:
+        return change > Z_NOISE * se and not (np.isfinite(bound) and bound * MOVE_SLACK < change)
+
+    diverged = ctx.first_nonfinite_step is not None or (end > start * 1.05 and real(end - start))
     return {"loss_start": start, "loss_initial": initial, "loss_end": end, "relative_improvement": rel,
-            "spike_fraction": spikes, "peak_over_initial": peak,
-            "diverged": float(end > start * 1.05 or ctx.first_nonfinite_step is not None)}
+            "spike_fraction": spikes, "peak_over_initial": peak, "loss_noise": noise, "movement_bound": bound,
+            "learned": float(real(ref - end)), "diverged": float(diverged)}
+
+
+class Hot:
+    """Steps far above the band: the first such step, the hot layers' ratio, how many layers."""
+
+    def __init__(self, first_step: int, ratio: float, layers: list[str], of: int) -> None:
+        self.first_step, self.ratio, self.names, self.layers, self.of = first_step, ratio, layers, len(layers), of
+
+
+def hot_steps(ctx: Context, high: float = 0.05, share: float = 0.5, before: int | None = None) -> Hot | None:
+    """Update ratios ≥ ``high`` on ≥ ``share`` of the layers, else None.
+
+    Read over the first third of the measured finite steps (a step size too large shows at
+    once, before its damage — saturation, dead units — silences the gradients), or, with
+    ``before``, over the last third of the measured steps before that step (what led to it).
+
+    Example:
+        >>> # hot_steps(ctx, before=37).ratio  # e.g. 0.4: 40% of the weights per step before step 37
+    """
+    r = ctx.update_ratio()
+    if before is not None:
+        r = r[r.index < before]
+        head = r.iloc[-max(2, len(r) // 3):]
+    else:
+        head = r.iloc[: max(2, len(r) // 3)]
+    if head.empty:
+        return None
+    peak = head.max().dropna()
+    hot = peak[peak >= high]
+    if peak.empty or len(hot) < max(1, share * len(peak)):
+        return None
+    rows = (head[hot.index] >= high).sum(axis=1)
+    first = int(rows.index[np.flatnonzero(rows.to_numpy() >= max(1, share * len(peak)))[0]]) \
+        if (rows >= max(1, share * len(peak))).any() else int(head.index[0])
+    return Hot(first, float(hot.median()), list(hot.index), len(peak))
 
 
 def _ratio_by_layer(ctx: Context) -> pd.Series:
@@ -55,34 +151,27 @@ def _ratio_by_layer(ctx: Context) -> pd.Series:
         return np.power(10.0, np.log10(r.where(r > 0)).median())
 
 
-def _early_ratio_by_layer(ctx: Context) -> pd.Series:
-    """Per layer, the largest ratio over the first third of the measured steps: a step size
-    too large shows at once, before its damage (saturation, dead units) silences gradients."""
-    r = ctx.update_ratio()
-    if r.empty:
-        return pd.Series(dtype=float)
-    head = r.iloc[: max(2, len(r) // 3)]
-    return head.max()
-
-
 def check_high(ctx: Context, high: float = 0.05, share: float = 0.5, spike_fraction: float = 0.03,
                blow_up: float = 10.0) -> list[Finding]:
     """Flag early update ratios ≥ ``high`` on ≥ ``share`` of layers together with a loss that
-    spikes, stalls, diverges, or leaps ≥ ``blow_up``× above its first value."""
-    ratios = _early_ratio_by_layer(ctx).dropna()
+    spikes, stalls, diverges, leaps ≥ ``blow_up``× above its first value, or ends in NaN/Inf.
+
+    Before a NaN the run may be too short for a loss trend: steps that hot before it are the
+    evidence, and when no update was measured before it, a loss that rose ≥ ``blow_up``× is."""
+    nan = ctx.first_nonfinite_step
+    hot = hot_steps(ctx, high, share)
     trend = loss_trend(ctx)
-    if ratios.empty or not trend:
+    if hot is None:
+        return _rose_before_nan(ctx, nan, blow_up) if nan is not None and ctx.update_ratio().empty else []
+    if not trend and nan is None:
         return []
-    hot = ratios[ratios >= high]
-    if len(hot) < max(1, share * len(ratios)):
-        return []
-    diverged = bool(trend["diverged"])
-    spiky = trend["spike_fraction"] >= spike_fraction
-    stalled = trend["relative_improvement"] < 0.1
-    blew_up = trend["peak_over_initial"] >= blow_up
+    diverged = nan is not None or bool(trend.get("diverged"))
+    spiky = trend.get("spike_fraction", 0.0) >= spike_fraction
+    stalled = bool(trend) and not (trend["relative_improvement"] >= 0.1 and trend["learned"])
+    blew_up = trend.get("peak_over_initial", 0.0) >= blow_up
     if not (diverged or spiky or stalled or blew_up):
         return []
-    how = ("diverged" if diverged else "spikes" if spiky else
+    how = ("ends in NaN/Inf" if nan is not None else "diverged" if diverged else "spikes" if spiky else
            f"leapt {trend['peak_over_initial']:.0f}× above its first value" if blew_up else "does not improve")
     causes = C.learning_rate(ctx) + C.post_ln_without_warmup(ctx)
     ids = [c.id for c in causes]
@@ -90,14 +179,28 @@ def check_high(ctx: Context, high: float = 0.05, share: float = 0.5, spike_fract
     if "post_ln" in ids:
         remedies += ["add_warmup", "use_pre_ln"]
     remedies += ["clip_grad_norm", "add_warmup"]
-    first = int(ctx.update_ratio().index[0])
     return [Finding(
         kind="learning_rate_too_high", severity="critical" if diverged or blew_up else "warning",
-        first_step=first, layers=list(hot.index),
-        summary=(f"each step rewrites {float(hot.median()):.0%} of the weights in {len(hot)} of {len(ratios)} layers "
+        first_step=hot.first_step, layers=hot.names,
+        summary=(f"each step rewrites {hot.ratio:.0%} of the weights in {hot.layers} of {hot.of} layers "
                  f"(healthy ≈ 0.1%), and the loss {how}"),
-        evidence={"median_update_ratio": float(hot.median()), "healthy_band": "1e-4 .. 1e-2 (≈1e-3)", **trend},
+        evidence={"median_update_ratio": hot.ratio, "healthy_band": "1e-4 .. 1e-2 (≈1e-3)", **trend},
         causes=causes, remedies=prescribe_all(remedies, ctx))]
+
+
+def _rose_before_nan(ctx: Context, nan: int, blow_up: float) -> list[Finding]:
+    """No update measured before the NaN: a loss that rose ≥ ``blow_up``× on the way to it."""
+    lo = ctx.loss_finite()
+    lo = lo[(lo.index < nan) & (lo > 0)]
+    if len(lo) < 2 or lo.iloc[-1] < blow_up * lo.iloc[0]:
+        return []
+    rise = float(lo.iloc[-1] / lo.iloc[0])
+    return [Finding(
+        kind="learning_rate_too_high", severity="critical", first_step=int(lo.index[0]), layers=[],
+        summary=(f"the loss rose {rise:.2g}× over the {len(lo)} steps before the first NaN/Inf (step {nan}) "
+                 "with no update measured: steps that overshoot"),
+        evidence={"loss_growth_before_nonfinite": rise, "first_nonfinite_step": nan},
+        causes=C.learning_rate(ctx), remedies=prescribe_all(["reduce_lr", "clip_grad_norm", "add_warmup"], ctx))]
 
 
 def check_low(ctx: Context, low: float = 1e-5, min_improvement: float = 0.05,
@@ -110,7 +213,7 @@ def check_low(ctx: Context, low: float = 1e-5, min_improvement: float = 0.05,
         return []
     if not (ratios <= low).all():
         return []
-    if trend["relative_improvement"] >= min_improvement or trend["diverged"]:
+    if (trend["relative_improvement"] >= min_improvement and trend["learned"]) or trend["diverged"]:
         return []
     span = across_layers(ctx)
     if span is not None and abs(span.log10_ratio) >= flow_orders:
@@ -120,7 +223,19 @@ def check_low(ctx: Context, low: float = 1e-5, min_improvement: float = 0.05,
         kind="learning_rate_too_low", severity="warning", first_step=int(ratios.index.size and ctx.steps.index[0]),
         layers=list(ratios.index),
         summary=(f"steps change the weights by only {float(ratios.median()):.1e} of their size (healthy ≈ 1e-3) "
-                 f"and the loss improved {trend['relative_improvement']:.1%}: the learning rate is too small"),
+                 f"and the loss went from {trend['loss_start']:.3g} to {trend['loss_end']:.3g}"
+                 f"{_within_noise(trend)}: the learning rate is too small"),
         evidence={"median_update_ratio": float(ratios.median()), "healthy_band": "1e-4 .. 1e-2 (≈1e-3)",
                   "grad_norm_median": float(np.nanmedian(g)), **trend},
         causes=C.learning_rate(ctx), remedies=prescribe_all(["increase_lr", "use_adam"], ctx))]
+
+
+def _within_noise(trend: dict[str, float]) -> str:
+    """How the loss's change reads against its noise and the steps' reach, in words."""
+    change = trend["loss_start"] - trend["loss_end"]
+    if trend.get("learned"):
+        return f" (improved {trend['relative_improvement']:.1%})"
+    bound = trend.get("movement_bound", float("nan"))
+    if np.isfinite(bound) and bound * MOVE_SLACK < abs(change):
+        return f", a change the steps cannot have made (they could move it by {bound:.1g} at most)"
+    return f", within its step-to-step noise (±{trend.get('loss_noise', 0.0):.2g})"

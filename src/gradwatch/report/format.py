@@ -123,15 +123,66 @@ def fmt_trial(trial: Any) -> str:
 
 
 def sorted_findings(findings: list[Any]) -> list[Any]:
-    """Findings, most severe first, then by the step they began.
+    """Findings root cause first: each root (in the diagnosis's onset order) followed by the
+    findings that follow from it (``consequence_of`` names its kind); serious ones before notes.
+
+    A finding whose ``consequence_of`` names no root present stands as a root of its own.
 
     Example:
         >>> from gradwatch.findings import Finding
-        >>> fs = [Finding("a", "info", 3, [], "x"), Finding("b", "critical", 9, [], "y"), Finding("c", "warning", 0, [], "z")]
-        >>> [f.severity for f in sorted_findings(fs)]
-        ['critical', 'warning', 'info']
+        >>> fs = [Finding("learning_rate_too_high", "critical", 0, [], "x"),
+        ...       Finding("dead_units", "warning", 3, [], "y"),
+        ...       Finding("nonfinite", "critical", 9, [], "z", consequence_of="learning_rate_too_high"),
+        ...       Finding("learning_rate_too_low", "info", 0, [], "w")]
+        >>> [f.kind for f in sorted_findings(fs)]
+        ['learning_rate_too_high', 'nonfinite', 'dead_units', 'learning_rate_too_low']
     """
-    return sorted(findings, key=lambda f: (SEVERITY_ORDER.get(f.severity, 9), f.first_step))
+    out: list[Any] = []
+    for serious in (True, False):
+        group = [f for f in findings if bool(getattr(f, "serious", True)) == serious]
+        kinds = {f.kind for f in group if getattr(f, "consequence_of", None) is None}
+        placed: set[int] = set()
+        for f in group:
+            if id(f) in placed or getattr(f, "consequence_of", None) in kinds:
+                continue
+            out.append(f)
+            placed.add(id(f))
+            for g in group:
+                if id(g) not in placed and getattr(g, "consequence_of", None) == f.kind:
+                    out.append(g)
+                    placed.add(id(g))
+    return out
+
+
+def root_lines(diagnosis: Any) -> list[tuple[str, str]]:
+    """The lead of a report: (label, text) pairs naming the root cause, its first remedy, what
+    follows from it and any independent problem. Empty for a healthy diagnosis.
+
+    Example:
+        >>> from gradwatch.findings import Diagnosis, Finding, Remedy
+        >>> root = Finding("exploding_gradients", "critical", 0, [], "δ grows 1e6× input-ward",
+        ...                remedies=[Remedy("use_he_init", "Re-initialise with He init")])
+        >>> nan = Finding("nonfinite", "critical", 1, [], "NaN", consequence_of="exploding_gradients")
+        >>> for label, text in root_lines(Diagnosis(steps=9, findings=[root, nan])):
+        ...     print(f"{label}: {text}")
+        root cause: exploding_gradients from step 0 — δ grows 1e6× input-ward
+        first fix: use_he_init — Re-initialise with He init
+        it leads to: nonfinite (step 1)
+    """
+    root = getattr(diagnosis, "root", None)
+    if root is None:
+        return []
+    lines = [("root cause", f"{root.kind} from step {root.first_step} — {root.summary}")]
+    if root.remedies:
+        lines.append(("first fix", f"{root.remedies[0].id} — {root.remedies[0].description}"))
+    serious = [f for f in diagnosis.findings if f.serious and f is not root]
+    follows = [f for f in serious if f.consequence_of == root.kind]
+    if follows:
+        lines.append(("it leads to", ", ".join(f"{f.kind} (step {f.first_step})" for f in follows)))
+    others = [f for f in serious if f.consequence_of is None]
+    if others:
+        lines.append(("independent of it", ", ".join(f"{f.kind} (step {f.first_step})" for f in others)))
+    return lines
 
 
 def run_metrics(run: Any) -> dict[str, Any]:

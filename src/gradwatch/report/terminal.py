@@ -1,5 +1,6 @@
-"""The diagnosis in the terminal (rich): one line for a healthy run, else a compact panel per
-finding, and the per-layer gradient table.
+"""The diagnosis in the terminal (rich): one line for a healthy run, else the root cause and
+its first fix, then a compact panel per finding (each root followed by what follows from it),
+and the per-layer gradient table.
 
 Every string that comes from the model or the run goes into a ``rich.text.Text``, never into
 markup, so a module named ``[bold]x[/]`` prints as itself.
@@ -22,8 +23,8 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from .format import (count_by_severity, fmt, fmt_trial, fmt_value, layer_label, remedy_code, sorted_findings,
-                     truncate_layers)
+from .format import (count_by_severity, fmt, fmt_trial, fmt_value, layer_label, remedy_code, root_lines,
+                     sorted_findings, truncate_layers)
 from .layers import layer_rows, stats_step
 
 STYLE = {"critical": "bold white on red", "warning": "bold black on yellow", "info": "bold white on blue"}
@@ -32,7 +33,8 @@ MAX_EVIDENCE = 6
 
 
 def print_diagnosis(diagnosis, console: Console | None = None, run=None) -> None:
-    """Print a diagnosis: ``healthy: no problems in N steps``, or one panel per finding.
+    """Print a diagnosis: ``healthy: no problems in N steps``, or the root cause, its first fix
+    and what follows from it, then one panel per finding, root causes first.
 
     Each panel shows severity, kind, first step, layers (long lists truncated), the summary,
     the key evidence numbers, the likely causes and the remedies in order, with the measured
@@ -60,6 +62,12 @@ def print_diagnosis(diagnosis, console: Console | None = None, run=None) -> None
         return
     console.print(Text.assemble(("unhealthy", "bold red"),
                                 f": {count_by_severity(serious)} in {n} steps") + where)
+    lead = Table.grid(padding=(0, 1))
+    lead.add_column(style="bold", no_wrap=True)
+    lead.add_column(ratio=1)
+    for label, text in root_lines(diagnosis):
+        lead.add_row(Text(f"{label}:"), Text(text))
+    console.print(lead)
     for f in serious:
         console.print(finding_panel(f))
     for f in notes:
@@ -103,6 +111,8 @@ def finding_panel(f) -> Panel:
         parts.append(_hanging(items))
     title = Text.assemble((f" {f.severity.upper()} ", STYLE.get(f.severity, "bold")),
                           (f.kind, "bold"), " ")
+    if getattr(f, "consequence_of", None):
+        title.append_text(Text.assemble(("· follows from ", "dim"), (f.consequence_of, "bold"), " "))
     return Panel(Group(*parts), title=title, title_align="left", border_style=BORDER.get(f.severity, "white"),
                  box=box.ROUNDED, padding=(0, 1))
 
