@@ -1,0 +1,1 @@
+"""A generated-mutation benchmark of the diagnosis: healthy bases × injected faults × seeds."""
