@@ -1,6 +1,10 @@
 """Rule: exploding gradients — growth by orders of magnitude across layers (towards the input),
 through time, or step over step.
 
+Through time the measured quantity is the per-step gain of the recurrence (the gain of one step's
+Jacobian ∂s_t/∂s_{t−1}, probed with a random vector, so it does not depend on where the loss
+enters), raised to the sequence length: ≥ 1000× from the last time step back to the first.
+
 Mechanism: when each layer's (or time step's) Jacobian has gain > 1 — weights above the
 activation's critical scale, recurrent spectral radius > 1, a learning rate that grows the
 weights — the product grows geometrically; the update overshoots and the loss jumps or ends
@@ -15,7 +19,7 @@ from __future__ import annotations
 from ..findings import Finding
 from . import causes as C
 from .context import Context
-from .flow import across_layers, step_over_step, through_time
+from .flow import across_layers, step_over_step, through_time, time_evidence
 from .prescriptions import prescribe_all
 
 
@@ -37,17 +41,18 @@ def check(ctx: Context, warn_orders: float = 3.0, critical_orders: float = 6.0,
             remedies=prescribe_all((["fixup_init"] if C.residual_stream(ctx) else [])
                                    + ["use_he_init", "add_batchnorm", "clip_grad_norm"], ctx)))
     for t in through_time(ctx):
-        if t.log10_ratio >= warn_orders:
-            sev = "critical" if t.log10_ratio >= critical_orders else "warning"
-            module = t.source.split(":", 1)[1]
-            out.append(Finding(
-                kind="exploding_gradients", severity=sev, first_step=t.first_step, layers=[module],
-                summary=(f"the gradient through time in {module or 'the model'} grows {10 ** t.log10_ratio:.1e}× "
-                         "from the last time step back to the first"),
-                evidence={"grad_ratio_first_to_last_step": 10 ** t.log10_ratio, "measured": "through_time",
-                          "healthy_band": "within ~100× over the sequence"},
-                causes=C.recurrent_radius(ctx),
-                remedies=prescribe_all(C.relu_recurrence_first(ctx, ["clip_grad_norm", "orthogonal_init", "use_lstm"]), ctx)))
+        r = t.exploding(warn_orders)
+        if r is None:
+            continue
+        sev = "critical" if r.log10_total >= critical_orders else "warning"
+        out.append(Finding(
+            kind="exploding_gradients", severity=sev, first_step=r.first_step, layers=[r.module],
+            summary=(f"the gradient through time in {r.module or 'the model'} grows {r.gain:.2f}× per time step "
+                     f"back through the recurrence: {10 ** r.log10_total:.1e}× over its {r.length}-step sequences "
+                     f"(1000× within {_steps_to(r.gain)} steps)"),
+            evidence=time_evidence(r),
+            causes=C.recurrent_radius(ctx),
+            remedies=prescribe_all(C.relu_recurrence_first(ctx, ["clip_grad_norm", "orthogonal_init", "use_lstm"]), ctx)))
     sos = step_over_step(ctx)
     if sos is not None and sos[0] >= step_orders:
         orders, peak = sos
@@ -60,3 +65,12 @@ def check(ctx: Context, warn_orders: float = 3.0, critical_orders: float = 6.0,
                       "healthy_band": "within ~100× of the early norm"},
             causes=causes, remedies=prescribe_all(["clip_grad_norm", "reduce_lr", "guard"], ctx)))
     return out
+
+
+def _steps_to(gain: float, orders: float = 3.0) -> str:
+    """Time steps over which a per-step ``gain`` changes the gradient ``10**orders``×."""
+    import math
+
+    if gain <= 0 or gain == 1 or not math.isfinite(gain):
+        return "∞" if gain == 1 else "1"
+    return f"{max(1.0, orders / abs(math.log10(gain))):.0f}"

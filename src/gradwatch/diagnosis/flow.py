@@ -1,6 +1,6 @@
 """Gradient flow measured three ways, shared by the vanishing and exploding rules:
-across layers (δ at each layer's output, input→output), through time (per call or per time
-step of a recurrent module), and step over step (the global gradient norm).
+across layers (δ at each layer's output, input→output), through time (the per-step gain of
+a recurrence over its sequence length), and step over step (the global gradient norm).
 
 Example:
     >>> # across_layers(ctx) -> FlowSpan(log10_ratio=-9.2, layers=[...], step=0)
@@ -21,7 +21,7 @@ class FlowSpan:
     """log10 of (signal at the input end / signal at the output end); negative = vanishing."""
 
     log10_ratio: float
-    source: str  # "delta" | "weight_grad" | "time:<module>"
+    source: str  # "delta" | "weight_grad"
     first_step: int
     layers: list[str] = field(default_factory=list)  # where the signal is weakest/strongest
     profile: list[float] = field(default_factory=list)
@@ -60,43 +60,163 @@ def _first_step_beyond(d: pd.DataFrame, names: list[str], sign: float, orders: f
     return int(d.index[0])
 
 
-def through_time(ctx: Context, min_len: int = 8) -> list[FlowSpan]:
-    """For each module called many times per step (or a recurrent module's time steps):
-    log10(early / late) of the gradient at its output, median over measured steps."""
-    calls = ctx.run.calls()
-    if calls.empty:
+@dataclass
+class TimeReading:
+    """One judgement of a module's gradient through time: the per-step ``gain`` of its
+    recurrence, the sequence ``length`` T, ``log10_total`` = (T − 1)·log10(gain) (from the last time
+    step back to the first), ``starved`` = log10 of the gradient at the first inputs over the
+    largest along the sequence, and the ``first_step`` where the pathology showed."""
+
+    module: str
+    gain: float
+    length: int
+    log10_total: float
+    starved: float
+    first_step: int
+
+
+@dataclass
+class TimeSpan:
+    """The gradient through one recurrent module's time steps, per measured step.
+
+    ``logs`` holds log10 of the per-step gain of the recurrence (``time_gain``: a property of its
+    Jacobians, blind to where the loss enters) and ``lengths`` the sequence length T, so the
+    gradient's gain from the last time step back to the first is ``gain ** (T − 1)``
+    (``totals``). ``starvation`` is log10 of the gradient that reaches the first inputs over the
+    largest along the sequence (where the loss does enter): near 0 when every input has a loss
+    next to it (a language model), very negative when the first inputs are taught only through
+    the recurrence (a loss at the end).
+    """
+
+    module: str
+    steps: list[int] = field(default_factory=list)
+    logs: list[float] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+    starvation: list[float] = field(default_factory=list)
+
+    @property
+    def source(self) -> str:
+        return f"time:{self.module}"
+
+    @property
+    def totals(self) -> list[float]:
+        return [g * (n - 1) for g, n in zip(self.logs, self.lengths)]
+
+    def median(self) -> TimeReading:
+        """The median over the measured steps of each quantity."""
+        return TimeReading(self.module, float(10 ** np.median(self.logs)), int(np.median(self.lengths)),
+                           float(np.median(self.totals)), float(np.median(self.starvation)), self.steps[0])
+
+    def first(self) -> TimeReading:
+        """The first measured step."""
+        return TimeReading(self.module, float(10 ** self.logs[0]), self.lengths[0], self.totals[0],
+                           self.starvation[0], self.steps[0])
+
+    def exploding(self, orders: float = 3.0) -> TimeReading | None:
+        """The gain over the sequence when it is ≥ ``10**orders`` at the median of the measured
+        steps or at the first of them (an explosion at initialisation may saturate the units a
+        few steps later and leave a vanishing gradient behind)."""
+        return self._judge(lambda r: r.log10_total >= orders)
+
+    def vanishing(self, orders: float = 3.0) -> TimeReading | None:
+        """The gain over the sequence when the recurrence loses ≥ ``orders`` decades over it *and*
+        the first inputs get ≥ ``orders`` decades less gradient than the best-fed ones, at the
+        median of the measured steps or at the first of them."""
+        return self._judge(lambda r: r.log10_total <= -orders and r.starved <= -orders)
+
+    def _judge(self, bad) -> TimeReading | None:
+        if not self.steps:
+            return None
+        reading = self.median()
+        if not bad(reading):
+            reading = self.first()
+            if not bad(reading):
+                return None
+        at = [i for i in range(len(self.steps)) if bad(TimeReading(
+            self.module, 10 ** self.logs[i], self.lengths[i], self.totals[i], self.starvation[i], self.steps[i]))]
+        reading.first_step = self.steps[at[0]]
+        return reading
+
+
+def through_time(ctx: Context) -> list[TimeSpan]:
+    """The gradient through time of each module whose recurrence was measured (``time_gain``).
+
+    The sequence length comes from the per-call records: a fused RNN's ‖∂L/∂x_t‖ has one entry
+    per time step; a cell called once per step has one δ per call (divided by the forward
+    passes of the step). A module that holds another measured one (a hand-written cell around
+    an ``nn.GRUCell``) is left to the inner one.
+    """
+    gains = ctx.series("time_gain")
+    if gains.empty:
         return []
+    calls = ctx.run.calls()
     cut = ctx.first_nonfinite_step
-    if cut is not None:
+    if cut is not None and not calls.empty:
         calls = calls[calls["step"] < cut]
-    roots = ctx.series("calls")
+    counts = ctx.series("calls")
+    by = {key: g for key, g in calls.groupby(["module", "step"], sort=False)} if not calls.empty else {}
     out = []
-    for module, grp in calls.groupby("module", sort=False):
-        spans, first = [], None
-        for step, g in grp.groupby("step"):
-            v = g.sort_values("call")["delta"].to_numpy(dtype=float)
-            root_calls = _root_calls(roots, step)
-            if root_calls > 1 and v.size % root_calls == 0:  # several forwards (accumulation)
-                v = v.reshape(root_calls, -1).mean(0)
-            if v.size < min_len:
+    for module in gains.columns:
+        span = TimeSpan(module)
+        for step, g in gains[module].items():
+            if not np.isfinite(g) or g < 0 or (module, step) not in by:
                 continue
-            k = max(1, v.size // 10)
-            early, late = v[:k], v[-k:]
-            early, late = early[np.isfinite(early)], late[np.isfinite(late)]
-            if early.size == 0 or late.size == 0:
+            v = by[(module, step)].sort_values("call")["delta"].to_numpy(dtype=float)
+            v, T = _sequence(v, _count(counts, module, step), _root_calls(counts, step), root=module == "")
+            if T < 2:
                 continue
-            e, l_ = float(np.mean(early)), float(np.mean(late))
-            if e <= 0 and l_ <= 0:
-                continue
-            r = np.log10(max(e, 1e-45)) - np.log10(max(l_, 1e-45))
-            spans.append(r)
-            if first is None and abs(r) >= 3:
-                first = int(step)
-        if spans:
-            med = float(np.median(spans))
-            out.append(FlowSpan(med, f"time:{module}", first if first is not None else int(grp["step"].min()),
-                                [module]))
-    return out
+            span.steps.append(int(step))
+            span.logs.append(float(np.log10(max(g, 1e-45))))
+            span.lengths.append(T)
+            span.starvation.append(_starvation(v))
+        if span.steps:
+            out.append(span)
+    names = {t.module for t in out}
+    return [t for t in out if not any(o != t.module and (t.module == "" or o.startswith(t.module + "."))
+                                      for o in names)]
+
+
+def time_evidence(r: TimeReading) -> dict:
+    """The evidence of a through-time finding: the measured per-step gain, the sequence length,
+    the gain over the sequence and how much gradient the first inputs get.
+
+    Example:
+        >>> e = time_evidence(TimeReading("rnn", 0.5, 11, -3.01, -2.9, 0))
+        >>> e["gain_per_step"], e["sequence_length"], e["module"]
+        (0.5, 11, 'rnn')
+    """
+    return {"gain_per_step": r.gain, "sequence_length": r.length, "horizon_steps": r.length - 1,
+            "gain_over_sequence": 10 ** r.log10_total, "first_inputs_grad_vs_peak": 10 ** r.starved,
+            "module": r.module, "measured": "through_time",
+            "healthy_band": "a gain within 1/1000 … 1000× over the sequence (per step ≈ 1)"}
+
+
+def _sequence(v: np.ndarray, module_calls: float, root_calls: int, root: bool) -> tuple[np.ndarray, int]:
+    """The per-time-step profile of one step and its length T. One δ per call (as many entries
+    as the module's calls) is split into the step's forward passes and averaged over them; any
+    other vector is already one entry per time step."""
+    if np.isfinite(module_calls) and v.size == int(module_calls) and root_calls > 1 and not root \
+            and v.size % root_calls == 0:
+        v = v.reshape(root_calls, -1).mean(0)
+    return v, int(v.size)
+
+
+def _starvation(v: np.ndarray, floor: float = -45.0) -> float:
+    """log10 of the gradient at the first tenth of the sequence (its mean) over the largest
+    anywhere along it; ``floor`` when the first inputs get none at all."""
+    v = np.where(np.isfinite(v), v, np.nan)
+    k = max(1, v.size // 10)
+    with np.errstate(all="ignore"):
+        early, peak = np.nanmean(v[:k]) if np.isfinite(v[:k]).any() else np.nan, np.nanmax(v) if np.isfinite(v).any() else np.nan
+    if not np.isfinite(peak) or peak <= 0 or not np.isfinite(early):
+        return 0.0
+    return float(max(floor, np.log10(early / peak))) if early > 0 else floor
+
+
+def _count(counts: pd.DataFrame, module: str, step: int) -> float:
+    if module in counts.columns and step in counts.index:
+        return float(counts.loc[step, module])
+    return float("nan")
 
 
 def _root_calls(roots: pd.DataFrame, step: int) -> int:

@@ -1,6 +1,12 @@
 """Rule: vanishing gradients — δ = ‖∂L/∂h‖ falling by orders of magnitude from the output
 towards the input, or back through time in a recurrent loop.
 
+Through time two things must hold: the recurrence's per-step gain (probed with a random vector,
+blind to where the loss enters) raised to the sequence length is ≤ 1/1000, and the first inputs
+get ≥ 1000× less gradient than the best-fed ones. A language model with a loss at every time step
+has the first (true) and not the second: each input is taught by the loss next to it, and its
+short memory is the model's, not a failure of training.
+
 Mechanism: the back-propagated signal at layer l is a product of the Jacobians above it;
 with sigmoid (σ′ ≤ 1/4), saturated tanh, or weights below the activation's critical scale,
 each factor is < 1 and the product decays geometrically with depth (or with time steps).
@@ -15,7 +21,7 @@ from __future__ import annotations
 from ..findings import Finding
 from . import causes as C
 from .context import Context
-from .flow import across_layers, through_time
+from .flow import across_layers, through_time, time_evidence
 from .prescriptions import prescribe_all
 
 
@@ -43,15 +49,17 @@ def check(ctx: Context, warn_orders: float = 3.0, critical_orders: float = 6.0) 
                       "healthy_band": "within ~100× across layers", "profile_input_to_output": span.profile},
             causes=causes, remedies=prescribe_all(remedies, ctx)))
     for t in through_time(ctx):
-        if -t.log10_ratio >= warn_orders:
-            sev = "critical" if -t.log10_ratio >= critical_orders else "warning"
-            causes = C.saturating_activations(ctx) + C.small_recurrent_radius(ctx)
-            module = t.source.split(":", 1)[1]
-            out.append(Finding(
-                kind="vanishing_gradients", severity=sev, first_step=t.first_step, layers=[module],
-                summary=(f"the gradient through time in {module or 'the model'} shrinks {10 ** -t.log10_ratio:.1e}× "
-                         "from the last time step to the first: early inputs cannot be learned from"),
-                evidence={"grad_ratio_first_to_last_step": 10 ** t.log10_ratio, "measured": "through_time",
-                          "healthy_band": "within ~100× over the sequence"},
-                causes=causes, remedies=prescribe_all(C.relu_recurrence_first(ctx, ["use_lstm", "use_gru", "orthogonal_init", "clip_grad_norm"]), ctx)))
+        r = t.vanishing(warn_orders)
+        if r is None:
+            continue
+        sev = "critical" if -r.log10_total >= critical_orders else "warning"
+        causes = C.saturating_activations(ctx) + C.small_recurrent_radius(ctx)
+        out.append(Finding(
+            kind="vanishing_gradients", severity=sev, first_step=r.first_step, layers=[r.module],
+            summary=(f"the gradient through time in {r.module or 'the model'} shrinks to {r.gain:.2f}× per time step "
+                     f"back through the recurrence: {10 ** r.log10_total:.1e}× over its {r.length}-step sequences, and the "
+                     f"first inputs get {10 ** r.starved:.1e}× the gradient of the best-fed ones: "
+                     "early inputs cannot be learned from"),
+            evidence=time_evidence(r),
+            causes=causes, remedies=prescribe_all(C.relu_recurrence_first(ctx, ["use_lstm", "use_gru", "orthogonal_init", "clip_grad_norm"]), ctx)))
     return out

@@ -4,8 +4,10 @@ activation statistics, gradient through time, and functional activations.
 The hooks exist only while armed (one step in ``every``), so steps in between run with no hook
 at all. Forward hooks register a tensor hook on each output; it keeps the gradient's norm as a
 0-d tensor, nothing leaves the device. Recurrent modules (``nn.RNN``/``LSTM``/``GRU``) also
-record ‖∂L/∂x_t‖ for every time step of their input, which shows gradient flow through time
-even though their internals are fused. Functional activations (``torch.sigmoid(h)``,
+record ‖∂L/∂x_t‖ for every time step of their input (where the loss reaches the sequence), and
+every recurrence — fused, a cell called per step, a module fed its own output — the per-step
+gain of its Jacobian (``time_gain``, :mod:`~gradwatch.probes.recurrence`), which does not
+depend on where the loss enters. Functional activations (``torch.sigmoid(h)``,
 ``F.relu(h)``) are seen through a ``TorchFunctionMode`` entered around the root's forward and
 attributed to the module that produced their input (``"fc1:sigmoid"``).
 
@@ -241,7 +243,9 @@ class ModuleProbe:
                 self._scope(mid in self._inside)
             if not torch.is_grad_enabled():
                 return None
-            self._rec.before(mid, module, args)
+            tapped = self._rec.before(mid, module, args)  # a cell's state input, through taps
+            if tapped is not None:
+                return tapped
             if recurrent and args:
                 x = leaf_input(args[0])  # a data leaf records dL/dx_t (nothing upstream to disturb)
                 if x is not None:

@@ -1,55 +1,56 @@
-"""The gain of one step of a recurrence, measured where the loss plays no part.
+"""The gain of one step of a recurrence, measured so that where the loss enters plays no part.
 
 How the gradient propagates back through time is a property of the recurrence's Jacobians
-∂s_t/∂s_{t−1} (Bengio, Simard & Frasconi 1994; Pascanu, Mikolov & Bengio 2013): when their
-gain is above 1 the gradient explodes geometrically with the distance, below 1 it vanishes.
-The total gradient at a state, ‖∂L/∂s_t‖, mixes that with where the loss enters — in a
-language model whose last positions are padding (``ignore_index=-1``) the last states get no
-loss at all — so it is not measured here. Instead, on a statistics step, right after a
-recurrent call returns, a random unit vector v (one per sequence) is laid on its output state
-s_t and ``torch.autograd.grad(v·s_t, s_{t−1}, retain_graph=True)`` gives ‖∂(v·s_t)/∂s_{t−1}‖:
-the gain of that call's Jacobian in a random direction, whose square averages to
-‖J‖²_F / n (n the state size), and is exactly ``a`` for ``J = a·I``. The user's own backward pass
-is untouched (the vector-Jacobian product is not accumulated into ``.grad``).
+J_t = ∂s_t/∂s_{t−1} (Bengio, Simard & Frasconi 1994; Pascanu, Mikolov & Bengio 2013): with a gain
+above 1 the gradient explodes geometrically with the distance, below 1 it vanishes. The total
+gradient at a state, ‖∂L/∂s_t‖, mixes that with where the loss enters — in a language model whose
+last positions are padding (``ignore_index=-1``) the last states get no loss at all — so the
+ratio of two of them is not measured here. Two measurements are, on statistics steps only:
 
-Three kinds of recurrence are seen:
+* **A cell called once per time step** (``nn.RNNCell``/``GRUCell``/``LSTMCell``, whose state is
+  the ``hx`` argument, ``(h, c)`` for the LSTM cell; or any module one of whose positional
+  arguments, or a tensor in a tuple argument, is a tensor its own previous call returned — a
+  hand-written cell ``h = cell(x_t, h)``). Its state input passes through a tap (an alias with a
+  gradient hook) and its output state gets a hook: in the backward pass they give
+  ‖∂L/∂s_{t−1} through this call‖ = ‖J_tᵀ g_t‖ and ‖g_t‖ = ‖∂L/∂s_t‖ of the *same* call, whose
+  ratio is the gain of that step along the gradient that actually flows. The loss entering at
+  s_{t−1} is not in it (it joins after the tap), a step whose output got no gradient (the padded
+  tail) is skipped, and for ``J = a·I`` the ratio is exactly ``a``. When no loss enters between
+  the ends the product of the ratios telescopes to ‖∂L/∂s_0‖ / ‖∂L/∂s_T‖.
+* **A fused** ``nn.RNN``/``LSTM``/``GRU``, whose internals are invisible. It is handed an initial
+  state that records gradients (zeros, what PyTorch would use, when none is given); right after
+  it returns, a random unit vector v per sequence is laid on the final state ``h_n`` (and
+  ``c_n``) of each layer and direction, and ``torch.autograd.grad(v·h_n, h_0, retain_graph=True)``
+  gives ‖∂(v·h_T)/∂h_0‖: the gain of all T steps of that layer, no loss involved, per sequence
+  (each of a packed batch over its own length). When that product leaves float32's range the
+  decay of ‖∂(v·h_T)/∂x_t‖ along the input gives the rate instead (for packed input the gain is
+  then a bound). The layer and direction with the largest |log gain| speaks for the module, and
+  the sequences' per-step gains are combined by their root mean square. These gradients are the
+  probe's own: not accumulated into ``.grad``, and hidden from the δ hooks (:func:`injecting`).
 
-* ``nn.RNNCell`` / ``GRUCell`` / ``LSTMCell`` called once per time step, their state being the
-  ``hx`` argument (``(h, c)`` for the LSTM cell) and their output;
-* any module one of whose positional arguments (or a tensor in a tuple argument) is a tensor
-  its own previous call returned (a hand-written cell ``h = cell(x_t, h)``, a block applied
-  in a loop), the state being those tensors;
-* the fused ``nn.RNN`` / ``LSTM`` / ``GRU``, whose internals are invisible: the probe hands it
-  an initial state that records gradients (zeros, as PyTorch would use, when none is given),
-  lays v on the final state ``h_n`` (and ``c_n``) of each layer and direction and takes the
-  gradient at that layer's initial state: the gain of all T steps of that layer at once, per
-  sequence (each of a packed batch over its own length). When that product leaves float32's
-  range the decay of ‖∂(v·h_T)/∂x_t‖ along the input gives the rate instead (not for packed
-  input, where the gain is then a bound). The layer and direction with the largest |log gain|
-  speaks for the module.
+A module's per-step gain is the geometric mean over its measured time steps. Nothing here runs
+outside statistics steps: the hooks that call it exist only while the module probe is armed.
 
-A call's gain is the root mean square over its sequences (a sequence whose state is dead adds
-nothing, rather than dragging a geometric mean to zero); a module's per-step gain is the
-geometric mean over its calls and time steps. Nothing here runs outside statistics steps:
-the hooks that call it exist only while the module probe is armed.
-
-What is not seen: a state passed by keyword (``cell(x, hx=h)``), a state transformed between
-calls by code outside the module (``h = cell(x, dropout(h))`` of a hand-written cell; the
-``hx`` of the standard cells is seen whatever made it), a recurrence written with raw tensor
+What is not seen: a state passed by keyword to a cell (``cell(x, hx=h)``), a hand-written
+cell's state changed between calls by code outside it (``h = cell(x, dropout(h))``; the ``hx``
+of the standard cells is seen whatever made it), a recurrence written with raw tensor
 operations inside one module's ``forward``, and anything under ``torch.compile`` or inside a
-backward pass (activation checkpointing re-running the forward).
+backward pass (activation checkpointing re-running the forward). A hand-written cell that also
+returns a non-state output computed from its state input (``return self.out(h), h``) lets the
+loss entering there into its tap: its gain then reads closer to 1 in a language model.
 
 Example:
     >>> import torch
     >>> from torch import nn
     >>> cell = nn.RNNCell(3, 4, nonlinearity="relu", bias=False)
     >>> with torch.no_grad():
-    ...     cell.weight_hh.copy_(0.5 * torch.eye(4)); cell.weight_ih.fill_(1.0)
-    >>> rec = RecurrenceProbe()
-    >>> h = torch.ones(2, 4, requires_grad=True)
-    >>> rec.before(0, cell, (torch.ones(2, 3), h))
-    >>> out = cell(torch.ones(2, 3), h)
-    >>> rec.after(0, cell, out)
+    ...     _ = cell.weight_hh.copy_(0.5 * torch.eye(4)), cell.weight_ih.fill_(1.0)
+    >>> rec, h, x = RecurrenceProbe(), torch.zeros(2, 4), torch.ones(2, 3)
+    >>> for t in range(5):
+    ...     args = rec.before(0, cell, (x, h)) or (x, h)
+    ...     h = cell(*args)
+    ...     rec.after(0, cell, h)
+    >>> h.sum().backward()
     >>> round(float(rec.collect()[0]), 4)   # ReLU active everywhere: J = 0.5·I
     0.5
 """
@@ -119,9 +120,33 @@ def _compiling() -> bool:
     return compiler is not None and hasattr(compiler, "is_compiling") and compiler.is_compiling()
 
 
-def _rms_log10(g2: torch.Tensor) -> torch.Tensor:
-    """log10 of the root mean square of per-sequence gains, from their squares (a vector)."""
-    return torch.log10(g2.mean()) / 2
+class _Link:
+    """One call of a cell: the squared norms of the gradient leaving it through its state input
+    (``tap``: ‖∂L/∂s_{t−1} through this call‖² = ‖J_tᵀ g_t‖²) and arriving at its output state
+    (``out``: ‖g_t‖² = ‖∂L/∂s_t‖²), recorded in the backward pass; their ratio is this step's gain
+    along the gradient that actually flows, whatever mix of losses made it."""
+
+    __slots__ = ("shapes", "index", "tap", "out")
+
+    def __init__(self, shapes: list, index: list[int] | None) -> None:
+        self.shapes, self.index = shapes, index
+        self.tap: list[torch.Tensor] = []
+        self.out: list[torch.Tensor] = []
+
+    def record_tap(self, g: torch.Tensor) -> None:
+        if not injecting():
+            self.tap.append(_square_sum(g))
+
+    def record_out(self, g: torch.Tensor) -> None:
+        if not injecting():
+            self.out.append(_square_sum(g))
+
+
+def _square_sum(g: torch.Tensor) -> torch.Tensor:
+    """‖g‖², in float64 where the device has it: a gradient of 1e-20 per entry is still measured
+    (its float32 square would be 0)."""
+    g = g.detach()
+    return g.to(torch.float32 if g.device.type == "mps" else torch.float64).square().sum()
 
 
 def leaf_input(x: Any) -> Any:
@@ -198,43 +223,65 @@ class RecurrenceProbe:
         self._reset()
 
     def _reset(self) -> None:
-        # per module: (Σ log10 gain over the time steps, time steps) of each measured call
+        # per fused module: (Σ log10 gain over the time steps, time steps) of each measured call
         self._logs: dict[int, list[tuple[torch.Tensor, float]]] = defaultdict(list)
+        # per cell: its calls that had a state input
+        self._links: dict[int, list[_Link]] = defaultdict(list)
         # per module: what its last call returned, as (id, weak reference) of each output tensor
         self._outs: dict[int, list[tuple[int, Any]]] = {}
         # per module: state inputs of the calls under way (a stack: a module may call itself)
-        self._pending: dict[int, list[tuple[list[torch.Tensor], list[int] | None, Any]]] = defaultdict(list)
+        self._pending: dict[int, list[Any]] = defaultdict(list)
 
     # ------------------------------------------------------------ hooks
-    def before(self, mid: int, module: nn.Module, args: tuple) -> None:
-        """Note the state input of a call that is starting (nothing when it has none)."""
+    def before(self, mid: int, module: nn.Module, args: tuple) -> tuple | None:
+        """A call is starting: its state input (if it has one) goes through taps that record the
+        gradient flowing back out of this call. Returns the arguments with the taps in, or None."""
         if isinstance(module, nn.RNNBase) or not torch.is_grad_enabled():
-            return
-        state: list[torch.Tensor] = []
-        index: list[int] | None = None
+            return None
+        where: list[tuple[int, int | None]] = []  # (argument, element of a tuple argument)
+        index: list[int] | None = None  # which of the previous call's outputs each one was
         if isinstance(module, nn.RNNCellBase):
             if len(args) > 1:
-                state = _tensors(args[1])
+                a = args[1]
+                where = [(1, None)] if isinstance(a, torch.Tensor) else \
+                    [(1, j) for j, t in enumerate(a) if isinstance(t, torch.Tensor)] if isinstance(a, (tuple, list)) else []
         elif mid in self._outs:
-            prev = {i: k for k, (i, ref) in enumerate(self._outs[mid]) if ref() is not None}
+            prev = {i: k for k, (i, ref) in enumerate(self._outs[mid])}
             index = []
-            for a in args:
-                for t in _tensors(a):
-                    k = prev.get(id(t))
+            for i, a in enumerate(args):
+                elems = [(None, a)] if isinstance(a, torch.Tensor) else \
+                    list(enumerate(a)) if isinstance(a, (tuple, list)) else []
+                for j, t in elems:
+                    k = prev.get(id(t)) if isinstance(t, torch.Tensor) else None
                     if k is not None and self._outs[mid][k][1]() is t:
-                        state.append(t)
+                        where.append((i, j))
                         index.append(k)
-        if state and _differentiable(state) and not _inside_backward() and not _compiling():
-            self._pending[mid].append((state, index, None))
-        else:
-            self._pending[mid].append(([], None, None))
+        state = [args[i] if j is None else args[i][j] for i, j in where]
+        if not state or not _differentiable(state) or _inside_backward() or _compiling():
+            self._pending[mid].append(None)
+            return None
+        link = _Link([t.shape for t in state], index)
+        taps = [t.view_as(t) for t in state]
+        for tap in taps:
+            tap.register_hook(link.record_tap)
+        self._links[mid].append(link)
+        self._pending[mid].append(link)
+        new = list(args)
+        for (i, j), tap in zip(where, taps):
+            if j is None:
+                new[i] = tap
+            else:
+                seq = list(new[i])
+                seq[j] = tap
+                new[i] = type(args[i])(seq) if isinstance(args[i], list) else tuple(seq)
+        return tuple(new)
 
     def fused_state(self, mid: int, module: nn.RNNBase, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         """The arguments of a fused ``nn.RNN``/``LSTM``/``GRU`` call with an initial state that
         records gradients: zeros (what PyTorch uses) when none is given, a leaf copy of a state
         that records none, the caller's own otherwise. Returns ``(args, kwargs)``."""
         if not args or not torch.is_grad_enabled() or _inside_backward() or _compiling():
-            self._pending[mid].append(([], None, None))
+            self._pending[mid].append(None)
             return args, kwargs
         x = args[0]
         packed = isinstance(x, PackedSequence)
@@ -242,7 +289,7 @@ class RecurrenceProbe:
         in_args = len(args) > 1
         hx = args[1] if in_args else kwargs.get("hx")
         if not isinstance(data, torch.Tensor) or not data.is_floating_point():
-            self._pending[mid].append(([], None, None))
+            self._pending[mid].append(None)
             return args, kwargs
         if hx is None:
             if packed:
@@ -263,7 +310,7 @@ class RecurrenceProbe:
         else:
             parts = _tensors(hx)
             if not parts or not all(t.is_floating_point() for t in parts):
-                self._pending[mid].append(([], None, None))
+                self._pending[mid].append(None)
                 return args, kwargs
             fresh = [t if t.requires_grad else t.detach().requires_grad_(True) for t in parts]
             hx = tuple(fresh) if isinstance(hx, (tuple, list)) else fresh[0]
@@ -276,37 +323,33 @@ class RecurrenceProbe:
             sizes = x.batch_sizes.to(torch.int64)
             sorted_len = (sizes[None, :] > torch.arange(int(sizes[0]))[:, None]).sum(1)
             lengths = sorted_len if x.unsorted_indices is None else sorted_len[x.unsorted_indices.cpu()]
-        self._pending[mid].append((_tensors(hx), None, (args[0], lengths)))
+        self._pending[mid].append((_tensors(hx), args[0], lengths))
         return args, kwargs
 
     def after(self, mid: int, module: nn.Module, output: Any) -> None:
-        """Measure the call that just returned ``output`` (if :meth:`before` saw its state)."""
+        """A call returned ``output``: hook its output state (a cell) or measure it (a fused RNN)."""
         outs = _tensors(output)
         if not isinstance(module, nn.RNNBase):
             self._outs[mid] = [(id(t), weakref.ref(t)) for t in outs]
         stack = self._pending.get(mid)
-        if not stack:
+        if not stack or not torch.is_grad_enabled():
             return
-        state, index, fused = stack.pop()
-        if not state or not torch.is_grad_enabled():
+        pending = stack.pop()
+        if pending is None:
             return
         try:
             if isinstance(module, nn.RNNBase):
+                state, x, lengths = pending
                 if isinstance(output, tuple) and len(output) == 2:
-                    self._measure_fused(mid, module, state, _tensors(output[1]), *fused)
+                    self._measure_fused(mid, module, state, _tensors(output[1]), x, lengths)
                 return
-            if isinstance(module, nn.RNNCellBase):
-                new = outs
-            elif index is not None:
-                new = [outs[k] for k in index if k < len(outs)]
-            else:
+            link = pending
+            new = outs if link.index is None else [outs[k] for k in link.index if k < len(outs)]
+            if len(new) != len(link.shapes) or any(t.shape != s for t, s in zip(new, link.shapes)) \
+                    or not _differentiable(new):
                 return
-            if len(new) != len(state) or any(a.shape != b.shape for a, b in zip(new, state)) \
-                    or not _differentiable(new) or _hooked(new):
-                return
-            g2 = self._gain2(new, state)
-            if g2 is not None:
-                self._logs[mid].append((_rms_log10(g2), 1.0))
+            for t in new:
+                t.register_hook(link.record_out)
         except Exception:  # noqa: BLE001 - a measurement must never break the user's training
             return
 
@@ -330,20 +373,6 @@ class RecurrenceProbe:
             norm = torch.sqrt(sum(v.square().sum() for v in vs)).clamp_min(1e-12)
             vs = [v / norm for v in vs]
         return [v.to(t.dtype) for v, t in zip(vs, like)]
-
-    def _gain2(self, new: list[torch.Tensor], old: list[torch.Tensor]) -> torch.Tensor | None:
-        """Squared gain ‖∂(v·s_new)/∂s_old‖² per sequence (dim 0 when every state tensor has one
-        of the same size, else the whole state is one sequence)."""
-        batched = all(t.dim() >= 2 for t in new) and len({t.shape[0] for t in new}) == 1
-        vs = self._unit(new, batched)
-        total = sum((v * t).sum() for v, t in zip(vs, new))
-        grads = _vjp(total, old)
-        if all(g is None for g in grads):
-            return None
-        grads = [g if g is not None else torch.zeros_like(t) for g, t in zip(grads, old)]
-        if batched:
-            return sum(g.detach().float().reshape(g.shape[0], -1).square().sum(1) for g in grads)
-        return sum(g.detach().float().square().sum() for g in grads).reshape(1)
 
     def _measure_fused(self, mid: int, module: nn.RNNBase, h0: list[torch.Tensor], hn: list[torch.Tensor],
                        x: Any, lengths: torch.Tensor | None) -> None:
@@ -413,8 +442,19 @@ class RecurrenceProbe:
     # ------------------------------------------------------------ results
     def collect(self) -> dict[int, torch.Tensor]:
         """Module id → per-step gain (a 0-d float32 tensor on the module's device): the geometric
-        mean over the time steps of every call measured since the last collect. Resets."""
+        mean over the time steps of every call measured since the last collect (NaN when none
+        was: a cell whose gradient never came back). Resets."""
         out = {}
+        for mid, links in self._links.items():
+            done = [(torch.stack(k.tap).sum(), torch.stack(k.out).sum()) for k in links if k.tap and k.out]
+            if not done:
+                continue
+            tap, arrived = (torch.stack(v) for v in zip(*done))
+            # a step whose output got no gradient (a padded tail), or one so small that float32
+            # has lost its digits, says nothing about the gain
+            ok = (arrived > _TINY ** 2) & torch.isfinite(arrived) & torch.isfinite(tap)
+            logs = torch.where(ok, (torch.log10(tap) - torch.log10(arrived.clamp_min(_TINY ** 2))) / 2, 0.0)
+            out[mid] = torch.pow(10.0, logs.sum() / ok.sum()).float()
         for mid, items in self._logs.items():
             steps = sum(s for _, s in items)
             if steps <= 0:
