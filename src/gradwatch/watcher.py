@@ -568,6 +568,9 @@ class Watcher:
         """
         target = self._log_target
         loss = scalars.pop("loss", None)
+        if loss is not None and torch.as_tensor(loss).numel() != 1:
+            raise WatchError(f"w.log(loss=...) takes one number, got a tensor of shape "
+                             f"{tuple(torch.as_tensor(loss).shape)}; log its mean, e.g. w.log(loss=loss.mean())")
         if target is None:  # a step is under way: keep the values for it
             if loss is not None:
                 self._losses = [torch.as_tensor(loss).detach().float().reshape(())]
