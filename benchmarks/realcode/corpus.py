@@ -27,7 +27,8 @@ TIMING = [
     r"(?<=ms/batch)\s*\d+(?:\.\d+)?",          # word_language_model
     r"(?<=time:)\s*\d+(?:\.\d+)?s",            # word_language_model's epoch line
     r"(?<=mfu )-?\d+(?:\.\d+)?%",              # nanoGPT
-    r"\d+(?:\.\d+)?(?:it/s|s/it)",             # progress bars
+    r"\d+(?:\.\d+)?\s*(?:it/s|s/it)",          # progress bars
+    r"\d+:\d\d(?::\d\d)?",                    # elapsed / remaining time in progress bars
 ]
 
 
@@ -106,6 +107,25 @@ CASES: list[Case] = [
          ("--trainer.max_iters=60", "--trainer.num_workers=0", "--model.model_type=gpt-nano",
           "--trainer.batch_size=16", "--data.block_size=64"),
          "char GPT (minGPT Trainer)"),
+    Case("pe-translation", PE + "language_translation/main.py",
+         ("--epochs", "1", "--batch", "64", "--enc_layers", "2", "--dec_layers", "2", "--embed_size", "64",
+          "--attn_heads", "4", "--dim_feedforward", "128"),
+         "seq2seq: nn.Transformer encoder-decoder, padding masks, ignore_index", "numbers"),
+    # pytorch/tutorials: manual updates under torch.no_grad()
+    Case("tut-polynomial-autograd", "pytorch-tutorials/beginner_source/examples_autograd/polynomial_autograd.py", (),
+         "bare tensors, a -= lr * a.grad under no_grad, grads set to None; no module, no optimizer", "numbers"),
+    Case("tut-polynomial-nn", "pytorch-tutorials/beginner_source/examples_nn/polynomial_nn.py", (),
+         "nn.Sequential, param -= lr * param.grad under no_grad, model.zero_grad()", "numbers"),
+    # Lightning and Hugging Face
+    Case("pl-transformer", "pytorch-lightning/examples/pytorch/basics/transformer.py", (),
+         "Lightning Trainer, gradient_clip_val, demo Transformer LM", "numbers"),
+    Case("pl-autoencoder", "pytorch-lightning/examples/pytorch/basics/autoencoder.py", (),
+         "Lightning autoencoder, fit/test/predict from the best checkpoint"),
+    Case("pl-gan", "pytorch-lightning/examples/pytorch/domain_templates/generative_adversarial_net.py", (),
+         "Lightning manual optimisation: two optimizers, manual_backward, toggle_optimizer", "numbers"),
+    Case("hf-trainer", "transformers/tests/trainer/test_trainer_distributed.py",
+         ("--output_dir", "out-hf", "--report_to", "none"),
+         "Hugging Face Trainer (evaluate/predict checks, then 64 training steps)", "numbers"),
     # yunjey/pytorch-tutorial (no seeds: outputs compared with numbers masked)
     Case("yj-linear-regression", YJ + "01-basics/linear_regression/main.py", (), "linear regression, SGD", "numbers"),
     Case("yj-logistic-regression", YJ + "01-basics/logistic_regression/main.py", (), "softmax regression", "numbers"),

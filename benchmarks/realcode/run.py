@@ -133,7 +133,14 @@ def run(cmd: list[str], cwd: Path, timeout: float) -> Run:
         rc = None
         out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
         err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
-    return Run(rc, out, err[-2000:], time.perf_counter() - t0)
+    return Run(rc, out, err[-20000:], time.perf_counter() - t0)
+
+
+def error_line(stderr: str) -> str:
+    """The last ``SomeError: message`` line of a traceback in ``stderr`` (else its last line)."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if re.match(r"^[\w.]*(Error|Exception|Interrupt)\b.*", ln)]
+    return (errors or lines or ["(no stderr)"])[-1][:300]
 
 
 def first_diff(a: str, b: str) -> str:
@@ -181,7 +188,7 @@ def run_case(case: Case, runs: Path, exe: str, timeout: float) -> Result:
     if serious:
         why.append("findings: " + ", ".join(serious))
     if watched.rc not in (0, None) and plain.rc == 0:
-        why.append("watched stderr: " + " / ".join(watched.stderr_tail.strip().splitlines()[-2:]))
+        why.append("watched: " + error_line(watched.stderr_tail))
     res.passed, res.why = not why, "; ".join(why)
     return res
 
