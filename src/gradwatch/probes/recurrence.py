@@ -20,12 +20,14 @@ ratio of two of them is not measured here. Two measurements are, on statistics s
 * **A fused** ``nn.RNN``/``LSTM``/``GRU``, whose internals are invisible. It is handed an initial
   state that records gradients (zeros, what PyTorch would use, when none is given); right after
   it returns, a random unit vector v per sequence is laid on the final state ``h_n`` (and
-  ``c_n``) of each layer and direction, and ``torch.autograd.grad(v·h_n, h_0, retain_graph=True)``
+  ``c_n``), and ``torch.autograd.grad(v·h_n, h_0, retain_graph=True)``
   gives ‖∂(v·h_T)/∂h_0‖: the gain of all T steps of that layer, no loss involved, per sequence
-  (each of a packed batch over its own length). When that product leaves float32's range the
-  decay of ‖∂(v·h_T)/∂x_t‖ along the input gives the rate instead (for packed input the gain is
-  then a bound). The layer and direction with the largest |log gain| speaks for the module, and
-  the sequences' per-step gains are combined by their root mean square. These gradients are the
+  (each of a packed batch over its own length). One backward pass serves both directions of the
+  last layer, which is the one measured (a lower layer's final state depends on its initial state
+  through the layers above too). When that product leaves float32's range the decay of
+  ‖∂(v·h_T)/∂x_t‖ along the input gives the rate instead (for packed input the gain is then a
+  bound). The direction with the larger |log gain| speaks for the module, and the sequences'
+  per-step gains are combined by their root mean square. These gradients are the
   probe's own: not accumulated into ``.grad``, and hidden from the δ hooks (:func:`injecting`).
 
 A module's per-step gain is the geometric mean over its measured time steps. Nothing here runs
@@ -376,56 +378,55 @@ class RecurrenceProbe:
 
     def _measure_fused(self, mid: int, module: nn.RNNBase, h0: list[torch.Tensor], hn: list[torch.Tensor],
                        x: Any, lengths: torch.Tensor | None) -> None:
-        """Per-step gain of a fused RNN call from its initial state ``h0`` to its final ``hn``,
-        layer by layer and direction by direction; the largest |log gain| is kept."""
+        """Per-step gain of a fused RNN call, from its last layer's initial state to its final
+        one, each direction (they do not touch each other within a layer, so one backward pass
+        serves both); the larger |log gain| is kept. Lower layers are not measured on their own:
+        their final states depend on theirs through the layers above, which would mix in."""
         if len(hn) != len(h0) or not _differentiable(hn) or _hooked(hn):
             return
         packed = isinstance(x, PackedSequence)
         xd = x.data if packed else x
-        with_x = not packed and isinstance(xd, torch.Tensor) and xd.requires_grad and xd.dim() >= 2
         batched = hn[0].dim() == 3
+        t_dim = 0
         if packed:
             steps = lengths.to(hn[0].device, torch.float32)
         else:
             t_dim = (1 if module.batch_first else 0) if xd.dim() == 3 else 0
             T = xd.shape[t_dim]
-            n = hn[0].shape[1] if batched else 1
-            steps = torch.full((n,), float(T), device=hn[0].device)
+            steps = torch.full((hn[0].shape[1] if batched else 1,), float(T), device=hn[0].device)
         dirs = 2 if module.bidirectional else 1
-        best: torch.Tensor | None = None
-        for i in range(hn[0].shape[0]):
-            new = [t[i] for t in hn]
-            vs = self._unit(new, batched)
-            total = sum((v * t).sum() for v, t in zip(vs, new))
-            inputs = list(h0) + ([xd] if with_x else [])
-            grads = _vjp(total, inputs)
-            gh = [g[i] for g in grads[:len(h0)] if g is not None]
-            if not gh:
-                continue
-            g2 = sum(g.detach().float().reshape(g.shape[0], -1).square().sum(1) if batched
-                     else g.detach().float().square().sum().reshape(1) for g in gh)
+        top = list(range(hn[0].shape[0] - dirs, hn[0].shape[0]))
+        vs = {i: self._unit([t[i] for t in hn], batched) for i in top}
+        total = sum((v * t[i]).sum() for i in top for v, t in zip(vs[i], hn))
+        grads = _vjp(total, list(h0))
+        if all(g is None for g in grads):
+            return
+        rates, lost = [], []
+        for i in top:
+            g2 = sum(g[i].detach().float().reshape(-1, g.shape[-1]).square().sum(1) if batched
+                     else g[i].detach().float().square().sum().reshape(1) for g in grads if g is not None)
             g = g2.sqrt()
             ok = (g > _TINY) & (g < _HUGE)
             per_step = torch.log10(g.clamp(1e-38, 1e38)) / steps.clamp_min(1.0)  # per sequence, log10
-            # RMS over the sequences of their per-step gains, over those measured in range
-            w = ok.float()
+            w = ok.float()  # the RMS over the sequences of their per-step gains, those in range
             rate = torch.log10((torch.pow(10.0, 2 * per_step) * w).sum() / w.sum().clamp_min(1.0)) / 2
-            if with_x and grads[-1] is not None:  # all out of range: read the rate off the input's decay
-                fallback = self._profile_rate(grads[-1].detach(), module, t_dim, reverse=(i % dirs == 1))
-                rate = torch.where(ok.any(), rate, fallback)
-            else:  # a bound: the true gain lies further out
-                bound = torch.log10(torch.pow(10.0, 2 * per_step).mean()) / 2
-                rate = torch.where(ok.any(), rate, bound)
-            if best is None:
-                best = rate
-            else:
-                best = torch.where(rate.abs().nan_to_num(-1.0) > best.abs().nan_to_num(-1.0), rate, best)
-        if best is not None:
-            mean_steps = float(lengths.float().mean()) if packed else float(T)
-            self._logs[mid].append((best * mean_steps, mean_steps))
+            bound = torch.log10(torch.pow(10.0, 2 * per_step).mean()) / 2  # where none is: a bound
+            rates.append(torch.where(ok.any(), rate, bound))
+            lost.append(~ok.any())
+        with_x = not packed and isinstance(xd, torch.Tensor) and xd.requires_grad and xd.dim() >= 2
+        if with_x and bool(torch.stack(lost).any()):  # one sync, on a statistics step
+            for j, i in enumerate(top):  # out of float32's range: read the rate off the input's decay
+                if bool(lost[j]):
+                    gx = _vjp(sum((v * t[i]).sum() for v, t in zip(vs[i], hn)), [xd])[0]
+                    if gx is not None:
+                        rates[j] = self._profile_rate(gx.detach(), t_dim, reverse=(i % dirs == 1))
+        r = torch.stack(rates)
+        best = r[r.abs().nan_to_num(-1.0).argmax()]
+        mean_steps = float(lengths.float().mean()) if packed else float(T)
+        self._logs[mid].append((best * mean_steps, mean_steps))
 
     @staticmethod
-    def _profile_rate(gx: torch.Tensor, module: nn.RNNBase, t_dim: int, reverse: bool) -> torch.Tensor:
+    def _profile_rate(gx: torch.Tensor, t_dim: int, reverse: bool) -> torch.Tensor:
         """log10 per-step rate of ‖∂(v·h_T)/∂x_t‖ (batch-pooled) from the last step back to the
         farthest one still in float32's range (from the first step forward when ``reverse``)."""
         dims = tuple(d for d in range(gx.dim()) if d != t_dim)
