@@ -216,15 +216,15 @@ _add(Base("cnn_digits", "A", "2-conv ReLU CNN", "class", lambda: _cached("digits
           {"channels": 16, "depth": 2, "act": "relu", "init": "he", "lr": 2e-3, "steps": 150}))
 _add(Base("rnn_tanh_tokens", "A", "vanilla tanh nn.RNN classifier", "class", _tokens,
           lambda c: {"model": C.init_(RecurrentClassifier("RNN", 4, c["hidden"], c["depth"], 4), c["init"])},
-          {"hidden": 64, "depth": 1, "init": "xavier", "lr": 3e-3, "steps": 200}))
+          {"hidden": 64, "depth": 1, "init": "xavier", "lr": 3e-3, "steps": 150}))
 _add(Base("gru_charlm", "A", "GRU character language model", "lm", _chars,
           lambda c: {"model": C.init_(CharRNN("GRU", _vocab(c), 32, c["hidden"], c["depth"]), c["init"])},
-          {"hidden": 96, "depth": 1, "init": "xavier", "lr": 3e-3, "steps": 150, "batch": 32}))
+          {"hidden": 64, "depth": 1, "init": "xavier", "lr": 3e-3, "steps": 120, "batch": 32}))
 _add(Base("transformer_encoder_tokens", "A", "pre-LN transformer encoder classifier", "class", _tokens,
           lambda c: {"model": C.init_(Transformer(4, 16, 64, 4, 128, c["depth"], c["act"], c["norm"], c["norm_first"],
                                                   causal=False, classes=4), c["init"])},
           {"depth": 2, "act": "relu", "init": "xavier", "norm": "ln", "norm_first": True, "opt": "adamw",
-           "lr": 1e-3, "warmup": 20, "steps": 150}))
+           "lr": 1e-3, "warmup": 20, "steps": 120}))
 _add(Base("gan_ring", "A", "MLP GAN on a ring of 8 Gaussians", "gan", _ring,
           lambda c: {"generator": C.init_(MLP(8, 2, c["width"], c["depth"], c["act"], c["norm"]), c["init"]),
                      "discriminator": C.init_(MLP(2, 1, c["width"], c["depth"], c["act"], c["norm"]), c["init"])},
@@ -244,18 +244,18 @@ _add(Base("resnet_bn_digits", "B", "ResNet with BatchNorm (2 basic blocks)", "cl
           lambda: _cached("digits_img", lambda: C.digits(True)),
           lambda c: {"model": C.init_(ResNet(c["channels"], c["depth"], c["act"], c["norm"]), c["init"])},
           {"channels": 16, "depth": 2, "act": "relu", "init": "he", "norm": "bn", "opt": "sgd", "lr": 0.05,
-           "momentum": 0.9, "steps": 150}))
+           "momentum": 0.9, "steps": 100}))
 _add(Base("conv1d_tokens", "B", "1-D ReLU CNN over one-hot tokens", "class", _tokens,
           lambda c: {"model": C.init_(Conv1dNet(4, c["channels"], c["depth"], c["act"], 4), c["init"])},
           {"channels": 32, "depth": 2, "act": "relu", "init": "he", "lr": 2e-3, "steps": 200}))
 _add(Base("lstm_tokens", "B", "LSTM classifier", "class", _tokens,
           lambda c: {"model": C.init_(RecurrentClassifier("LSTM", 4, c["hidden"], c["depth"], 4), c["init"])},
-          {"hidden": 64, "depth": 1, "init": "xavier", "lr": 3e-3, "steps": 200}))
+          {"hidden": 64, "depth": 1, "init": "xavier", "lr": 3e-3, "steps": 150}))
 _add(Base("transformer_decoder_charlm", "B", "pre-LN decoder-only transformer, character LM", "lm", _chars,
-          lambda c: {"model": C.init_(Transformer(_vocab(c), 32, 64, 4, 256, c["depth"], c["act"], c["norm"],
+          lambda c: {"model": C.init_(Transformer(_vocab(c), 32, 64, 4, 128, c["depth"], c["act"], c["norm"],
                                                   c["norm_first"], causal=True), c["init"])},
           {"depth": 2, "act": "relu", "init": "xavier", "norm": "ln", "norm_first": True, "opt": "adamw",
-           "lr": 1e-3, "warmup": 20, "steps": 150, "batch": 32}))
+           "lr": 1e-3, "warmup": 20, "steps": 100, "batch": 32}))
 _add(Base("autoencoder_digits", "B", "ReLU MLP autoencoder (64-64-16-64-64)", "recon",
           lambda: _cached("digits", C.digits),
           lambda c: {"model": C.init_(nn.Sequential(MLP(64, 16, c["width"], c["depth"], c["act"], c["norm"]),
