@@ -19,7 +19,7 @@ from __future__ import annotations
 from ..findings import Finding
 from . import causes as C
 from .context import Context
-from .flow import across_layers, step_over_step, through_time, time_evidence
+from .flow import across_layers, step_over_step, steps_to, through_time, time_evidence
 from .prescriptions import prescribe_all
 
 
@@ -49,7 +49,7 @@ def check(ctx: Context, warn_orders: float = 3.0, critical_orders: float = 6.0,
             kind="exploding_gradients", severity=sev, first_step=r.first_step, layers=[r.module],
             summary=(f"the gradient through time in {r.module or 'the model'} grows {r.gain:.2f}× per time step "
                      f"back through the recurrence: {10 ** r.log10_total:.1e}× over its {r.length}-step sequences "
-                     f"(1000× within {_steps_to(r.gain)} steps)"),
+                     f"(1000× within {steps_to(r.gain)} steps)"),
             evidence=time_evidence(r),
             causes=C.recurrent_radius(ctx),
             remedies=prescribe_all(C.relu_recurrence_first(ctx, ["clip_grad_norm", "orthogonal_init", "use_lstm"]), ctx)))
@@ -66,11 +66,3 @@ def check(ctx: Context, warn_orders: float = 3.0, critical_orders: float = 6.0,
             causes=causes, remedies=prescribe_all(["clip_grad_norm", "reduce_lr", "guard"], ctx)))
     return out
 
-
-def _steps_to(gain: float, orders: float = 3.0) -> str:
-    """Time steps over which a per-step ``gain`` changes the gradient ``10**orders``×."""
-    import math
-
-    if gain <= 0 or gain == 1 or not math.isfinite(gain):
-        return "∞" if gain == 1 else "1"
-    return f"{max(1.0, orders / abs(math.log10(gain))):.0f}"

@@ -60,6 +60,10 @@ def _first_step_beyond(d: pd.DataFrame, names: list[str], sign: float, orders: f
     return int(d.index[0])
 
 
+#: log10 of "the first inputs get no gradient at all" (below float32's smallest number)
+STARVED_FLOOR = -45.0
+
+
 @dataclass
 class TimeReading:
     """One judgement of a module's gradient through time: the per-step ``gain`` of its
@@ -186,9 +190,25 @@ def time_evidence(r: TimeReading) -> dict:
         (0.5, 11, 'rnn')
     """
     return {"gain_per_step": r.gain, "sequence_length": r.length, "horizon_steps": r.length - 1,
-            "gain_over_sequence": 10 ** r.log10_total, "first_inputs_grad_vs_peak": 10 ** r.starved,
+            "gain_over_sequence": 10 ** r.log10_total,
+            "first_inputs_grad_vs_peak": 0.0 if r.starved <= STARVED_FLOOR else 10 ** r.starved,
             "module": r.module, "measured": "through_time",
             "healthy_band": "a gain within 1/1000 … 1000× over the sequence (per step ≈ 1)"}
+
+
+def steps_to(gain: float, orders: float = 3.0) -> str:
+    """The number of time steps over which a per-step ``gain`` changes the gradient ``10**orders``×
+    (the horizon of the recurrence's memory, or of its blow-up), as text.
+
+    Example:
+        >>> steps_to(0.5), steps_to(2.0), steps_to(1.0)
+        ('10', '10', '∞')
+    """
+    if not np.isfinite(gain) or gain <= 0:
+        return "1"
+    if gain == 1:
+        return "∞"
+    return f"{max(1.0, orders / abs(np.log10(gain))):.0f}"
 
 
 def _sequence(v: np.ndarray, module_calls: float, root_calls: int, root: bool) -> tuple[np.ndarray, int]:
@@ -201,9 +221,10 @@ def _sequence(v: np.ndarray, module_calls: float, root_calls: int, root: bool) -
     return v, int(v.size)
 
 
-def _starvation(v: np.ndarray, floor: float = -45.0) -> float:
+def _starvation(v: np.ndarray, floor: float | None = None) -> float:
     """log10 of the gradient at the first tenth of the sequence (its mean) over the largest
     anywhere along it; ``floor`` when the first inputs get none at all."""
+    floor = STARVED_FLOOR if floor is None else floor
     v = np.where(np.isfinite(v), v, np.nan)
     k = max(1, v.size // 10)
     with np.errstate(all="ignore"):

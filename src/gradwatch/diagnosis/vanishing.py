@@ -21,7 +21,7 @@ from __future__ import annotations
 from ..findings import Finding
 from . import causes as C
 from .context import Context
-from .flow import across_layers, through_time, time_evidence
+from .flow import STARVED_FLOOR, across_layers, steps_to, through_time, time_evidence
 from .prescriptions import prescribe_all
 
 
@@ -57,9 +57,11 @@ def check(ctx: Context, warn_orders: float = 3.0, critical_orders: float = 6.0) 
         out.append(Finding(
             kind="vanishing_gradients", severity=sev, first_step=r.first_step, layers=[r.module],
             summary=(f"the gradient through time in {r.module or 'the model'} shrinks to {r.gain:.2f}× per time step "
-                     f"back through the recurrence: {10 ** r.log10_total:.1e}× over its {r.length}-step sequences, and the "
-                     f"first inputs get {10 ** r.starved:.1e}× the gradient of the best-fed ones: "
-                     "early inputs cannot be learned from"),
+                     f"back through the recurrence (1/1000 within {steps_to(r.gain)} steps): {10 ** r.log10_total:.1e}× "
+                     f"over its {r.length}-step sequences, and the first inputs get "
+                     + (f"{10 ** r.starved:.1e}× the gradient of the best-fed ones: " if r.starved > STARVED_FLOOR
+                        else "no gradient at all: ")
+                     + "early inputs cannot be learned from"),
             evidence=time_evidence(r),
             causes=causes, remedies=prescribe_all(C.relu_recurrence_first(ctx, ["use_lstm", "use_gru", "orthogonal_init", "clip_grad_norm"]), ctx)))
     return out
