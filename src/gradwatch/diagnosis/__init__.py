@@ -1,4 +1,5 @@
-"""Diagnosis: rules read a recorded run and return findings (one rule per file).
+"""Diagnosis: rules read a recorded run and return findings (one rule per file), listed root
+cause first (see :mod:`gradwatch.diagnosis.onset`).
 
 Example:
     >>> # d = gw.diagnose("runs/exp1"); d.verdict, [f.kind for f in d.findings]
@@ -11,13 +12,14 @@ from typing import Callable
 
 from ..findings import Diagnosis, Finding
 from ..record import Run, load
-from . import dead_units, exploding, learning_rate, nonfinite, saturation, symmetry, vanishing
-from . import unsynced
+from . import dead_units, exploding, learning_rate, nonfinite, saturation, scale, symmetry, vanishing
+from . import disconnected, not_updated, unsynced, zero_grad
+from .onset import merge_into, order_by_onset
 from .context import Context
 
 Rule = Callable[[Context], list[Finding]]
 
-#: the rules, in the order their findings are reported when severities tie
+#: the rules by name; their findings are reported by onset, root causes first (see ``onset``)
 RULES: dict[str, Rule] = {
     "nonfinite": nonfinite.check,
     "exploding_gradients": exploding.check,
@@ -28,8 +30,11 @@ RULES: dict[str, Rule] = {
     "learning_rate_too_high": learning_rate.check_high,
     "learning_rate_too_low": learning_rate.check_low,
     "unsynced_gradients": unsynced.check,
+    "gradients_not_zeroed": zero_grad.check,
+    "disconnected_layers": disconnected.check,
+    "parameters_not_updated": not_updated.check,  # also modules_without_optimizer
+    "initial_scale": scale.check,
 }
-_RANK = {"critical": 0, "warning": 1, "info": 2}
 
 
 def diagnose(run: Run | str | os.PathLike, rules: dict[str, Rule] | None = None,
@@ -45,7 +50,8 @@ def diagnose(run: Run | str | os.PathLike, rules: dict[str, Rule] | None = None,
 
     Returns:
         A :class:`~gradwatch.findings.Diagnosis`; ``verdict`` is ``healthy`` exactly when no
-        finding is a warning or critical.
+        finding is a warning or critical. Its findings are ordered by onset, root causes first;
+        a finding that follows from an earlier one names its root in ``consequence_of``.
 
     Example:
         >>> # d = diagnose("runs/exp1"); print(d.to_json())
@@ -60,8 +66,8 @@ def diagnose(run: Run | str | os.PathLike, rules: dict[str, Rule] | None = None,
     if ctx.n_steps:
         for name, rule in (rules or RULES).items():
             findings.extend(rule(ctx))
-    order = list(RULES)
-    findings.sort(key=lambda f: (_RANK[f.severity], order.index(f.kind) if f.kind in order else 99, f.first_step))
+    stats = ctx.steps.index[ctx.steps["stats"]] if ctx.n_steps and "stats" in ctx.steps else []
+    findings = order_by_onset(merge_into(findings), [int(s) for s in stats])
     diagnosis = Diagnosis(steps=ctx.n_steps, findings=findings)
     if trial is not None and diagnosis.verdict == "unhealthy":
         from ..trials import rank_remedies

@@ -25,6 +25,17 @@ class Context:
         self.run = run
         self.model: dict[str, Any] = run.model or {}
         self.steps: pd.DataFrame = run.steps
+        self._memo: dict[str, Any] = {}
+
+    def memo(self, key: str, compute):
+        """``compute(self)``, computed once per context (for views several rules share).
+
+        Example:
+            >>> # ctx.memo("initial_scale", initial_scale_uncached)
+        """
+        if key not in self._memo:
+            self._memo[key] = compute(self)
+        return self._memo[key]
 
     @property
     def n_steps(self) -> int:

@@ -22,6 +22,7 @@ from . import causes as C
 from .context import Context
 from .flow import across_layers
 from .prescriptions import prescribe_all
+from .scale import chance_loss
 
 #: standard errors a change of the windowed loss must exceed to count as more than noise
 Z_NOISE = 3.0
@@ -73,9 +74,10 @@ def loss_trend(ctx: Context) -> dict[str, float]:
     """Loss at the start/end (medians), relative change, spike fraction, divergence, blow-up,
     each change judged against the loss's own noise and against what the steps could do.
 
-    The improvement is measured from the better of the first loss and the early median: a run
-    whose loss leaps up in its first steps (a step too large) and comes back only to where it
-    began has learned nothing, though it is below its early median. A rise or a drop of the
+    The improvement is measured from the best of the first loss, the early median and, for a
+    cross-entropy, the loss of a uniform guess (ln C): a run whose loss leaps up in its first
+    steps (a step too large) and comes back only to where it began, or only down to chance, has
+    learned nothing, though it is below its early median. A rise or a drop of the
     windowed medians counts only when it exceeds ``Z_NOISE`` standard errors of those medians
     (from :func:`loss_noise`) and when the steps could have made it: a change far beyond
     :func:`movement_bound` comes from the data, not from training (a run whose updates are 1e-7
@@ -92,6 +94,9 @@ def loss_trend(ctx: Context) -> dict[str, float]:
     spikes = float(((lo > 3 * prev) & (prev > 0) & (lo > 0.5 * lo.iloc[0])).mean())
     initial = float(lo.iloc[0])
     ref = min(start, initial) if initial > 0 else start
+    chance = chance_loss(ctx)
+    if chance is not None:
+        ref = min(ref, chance)  # down to a uniform guess is no learning
     rel = (ref - end) / abs(ref) if ref != 0 else 0.0
     # the loss leaping an order of magnitude above where it began: an overshooting step
     peak = float(lo.max() / initial) if initial > 0 else float("nan")

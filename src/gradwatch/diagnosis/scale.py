@@ -41,6 +41,8 @@ class InitialScale:
     classes: int | None = None
     #: per-sample cross-entropy / ln C (1 at a uniform guess); None for other losses
     loss_over_chance: float | None = None
+    #: the output's δ at the first step; ≤ √2 shows a loss averaged over the samples
+    output_delta: float | None = None
     layers: list[str] = field(default_factory=list)  # activation modules, forward order
     rms: list[float] = field(default_factory=list)
     #: the fitted constant factor per layer of the activations' RMS, its decades end to end, R²
@@ -134,6 +136,10 @@ def initial_scale(ctx: Context) -> InitialScale | None:
     Example:
         >>> # initial_scale(ctx).too_large()
     """
+    return ctx.memo("initial_scale", _measure)
+
+
+def _measure(ctx: Context) -> InitialScale | None:
     if not ctx.n_steps:
         return None
     step = int(ctx.steps.index[0])
@@ -146,6 +152,7 @@ def initial_scale(ctx: Context) -> InitialScale | None:
     if _is_cross_entropy(ctx.loss_graph) and out is not None and s.loss is not None:
         delta = ctx.run.series("delta")
         d_out = float(delta.loc[step, out["name"]]) if step in delta.index and out["name"] in delta.columns else None
+        s.output_delta = d_out if d_out is not None and math.isfinite(d_out) else None
         s.classes = int(out.get("fan_out") or 0) or None
         if s.classes is not None and s.classes >= 2:
             s.per_sample_loss = per_sample_loss(s.loss, d_out)
@@ -156,6 +163,22 @@ def initial_scale(ctx: Context) -> InitialScale | None:
             s.unit_grad_norm = math.sqrt(2.0 * sum(fan_ins))
     _activation_profile(ctx, s)
     return s
+
+
+def chance_loss(ctx: Context) -> float | None:
+    """ln C, the cross-entropy of a uniform guess over the C classes, in the loss's own units:
+    a classifier whose loss has not gone below it has learned nothing beyond a guess.
+
+    Only for a cross-entropy averaged over its samples (the output's δ at the first step ≤ √2,
+    see :func:`per_sample_loss`); None otherwise.
+
+    Example:
+        >>> # chance_loss(ctx)  # 2.30 for ten classes
+    """
+    s = initial_scale(ctx)
+    if s is None or s.classes is None or s.classes < 2 or s.output_delta is None or s.output_delta > math.sqrt(2):
+        return None
+    return math.log(s.classes)
 
 
 def _activation_profile(ctx: Context, s: InitialScale, min_layers: int = 4) -> None:
@@ -229,4 +252,4 @@ def _finding(ctx: Context, s: InitialScale, kind: str, critical: bool, sign: int
                    causes=causes, remedies=prescribe_all(remedies, ctx))
 
 
-__all__ = ["InitialScale", "initial_scale", "per_sample_loss", "check"]
+__all__ = ["InitialScale", "initial_scale", "per_sample_loss", "chance_loss", "check"]
