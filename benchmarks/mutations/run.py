@@ -224,6 +224,37 @@ def print_report(rows: list[dict], s: dict, title: str) -> None:
         console.print(t)
 
 
+def markdown(rows: list[dict], s: dict, title: str) -> str:
+    """The score as Markdown tables (for the README)."""
+    def ci(x, c):
+        return "—" if x is None else f"{x:.2f} [{c[0]:.2f}, {c[1]:.2f}]"
+
+    out = [f"**{title}** — {s['runs']} runs: {s['scored']} scored, {s['healthy_runs']} healthy, "
+           f"{s['no_measurable_effect']} with no measurable effect ({s['no_measurable_effect_flagged']} of them "
+           f"with a serious finding), {s.get('not_applicable', 0)} not applicable; "
+           f"{s['seconds_per_run']:.1f} s a run (median {s['seconds_per_run_median']:.1f} s), "
+           f"{s.get('wall_seconds', 0) / 60:.1f} min wall with {s.get('jobs', 2)} workers.", "",
+           "| | value [95 % CI] |", "| --- | --- |",
+           f"| recall (an expected kind found) | {ci(s['recall'], s['recall_ci'])} |",
+           f"| root-cause accuracy (first serious finding) | {ci(s['root_cause_accuracy'], s['root_cause_ci'])} |",
+           f"| healthy runs with a warning | {s['healthy_false_alarms']}/{s['healthy_runs']} = "
+           f"{ci(s['healthy_false_alarm_rate'], s['healthy_false_alarm_ci'])} |",
+           f"| Lightning SpikeDetection: faulty runs flagged | {s['peer_spike_detection']['faulty_flagged']}/"
+           f"{s['peer_spike_detection']['faulty']} |",
+           f"| Lightning SpikeDetection: healthy runs flagged | {s['peer_spike_detection']['healthy_flagged']}/"
+           f"{s['peer_spike_detection']['healthy']} |", "",
+           "| kind | TP | FN | FP | precision [95 % CI] | recall [95 % CI] |", "| --- | --: | --: | --: | --: | --: |"]
+    for kind, c in s["per_kind"].items():
+        out.append(f"| `{kind}` | {c['tp']} | {c['fn']} | {c['fp']} | {ci(c['precision'], c['precision_ci'])} | "
+                   f"{ci(c['recall'], c['recall_ci'])} |")
+    out += ["", "| fault | caught | missed | no effect | root cause ok | SpikeDetection |", "| --- | --: | --: | --: | --: | --: |"]
+    for fault, c in s["per_fault"].items():
+        n = c.get("caught", 0) + c.get("missed", 0)
+        out.append(f"| `{fault}` | {c.get('caught', 0)} | {c.get('missed', 0)} | {c.get('no measurable effect', 0)} | "
+                   f"{c.get('root_ok', 0)}/{n} | {c.get('spike', 0)}/{n} |")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--half", default="A", choices=("A", "B", "all"), help="which bases (default A)")
@@ -240,7 +271,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cli", action="store_true", help="run each script as `gradwatch run --out D --json F` "
                     "in a subprocess (the user's own command; ~3 s more a run for the imports)")
     ap.add_argument("--list", action="store_true", help="list the bases, faults and labels; run nothing")
+    ap.add_argument("--show", type=Path, metavar="RESULTS", help="print the tables of a saved results JSON; run nothing")
+    ap.add_argument("--markdown", action="store_true", help="with --show: as Markdown")
     args = ap.parse_args(argv)
+
+    if args.show:
+        saved = json.loads(args.show.read_text())
+        title = f"half {saved['half']} ({saved['date']})"
+        rows = scoring.classify(saved["runs"])  # scored again: the rows keep what was found and measured
+        summary = {**saved["summary"], **scoring.summarise(rows)}
+        if args.markdown:
+            print(markdown(rows, summary, title))
+        else:
+            print_report(rows, summary, title)
+        return 0
 
     if args.list:
         from mutations.bases import halves
