@@ -231,3 +231,35 @@ def test_the_movement_bound_holds_the_loss_change_on_a_fixed_batch(tmp_path, dig
     bound = movement_bound(ctx)
     assert 0 < change <= bound * 1.05
     assert bound < 100 * change  # and it is not vacuous
+
+
+def test_a_tanh_rnn_whose_recurrence_explodes_has_that_as_root_not_the_vanishing_that_follows(tmp_path):
+    # spectral radius 3: δ grows back through time at step 0; the exploded updates saturate the
+    # units, after which the gradient through time vanishes (Pascanu et al. 2013)
+    torch.manual_seed(0)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = nn.RNN(1, 32, batch_first=True)
+            self.out = nn.Linear(32, 1)
+            with torch.no_grad():
+                q, _ = torch.linalg.qr(torch.randn(32, 32))
+                self.rnn.weight_hh_l0.copy_(3.0 * q)
+
+        def forward(self, x):
+            return self.out(self.rnn(x)[0][:, -1])
+
+    model = Net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with gw.watch(model, opt, out=tmp_path, every=5):
+        for _ in range(20):
+            x = torch.randn(32, 30, 1)
+            loss = (model(x) - x[:, :3].sum(1)).pow(2).mean()
+            opt.zero_grad(); loss.backward(); opt.step()
+    d = gw.diagnose(tmp_path)
+    assert d.root.kind == "exploding_gradients" and d.root.first_step == 0
+    assert "recurrent_spectral_radius" in {c.id for c in d.root.causes}
+    later = [f for f in d.findings if f.serious and f is not d.root]
+    assert "vanishing_gradients" in {f.kind for f in later}
+    assert all(f.consequence_of == "exploding_gradients" for f in later), [(f.kind, f.consequence_of) for f in later]

@@ -91,3 +91,35 @@ def test_layer_table_without_layers(bare_run):
     c = _console()
     print_layer_table(bare_run, console=c)
     assert _text(c).strip() == "no per-layer data recorded"
+
+
+def _rooted():
+    from gradwatch.findings import Remedy
+
+    root = Finding("learning_rate_too_high", "warning", 0, ["fc"], "each step rewrites 40% of the weights",
+                   remedies=[Remedy("reduce_lr", "Lower the learning rate 10×", "lr *= 0.1")])
+    nan = Finding("nonfinite", "critical", 7, ["fc.weight"], "NaN at step 7",
+                  consequence_of="learning_rate_too_high")
+    other = Finding("dead_units", "warning", 3, ["relu"], "40% of the units never fire")
+    return Diagnosis(steps=9, findings=[root, nan, other])
+
+
+def test_unhealthy_output_leads_with_the_root_cause_and_its_first_fix():
+    c = _console()
+    print_diagnosis(_rooted(), console=c)
+    lines = [ln.strip() for ln in _text(c).splitlines() if ln.strip()]
+    assert lines[0].startswith("unhealthy: 1 critical, 2 warnings in 9 steps")
+    assert lines[1].startswith("root cause:") and "learning_rate_too_high from step 0" in lines[1]
+    assert lines[2].startswith("first fix:") and "reduce_lr" in lines[2]
+    assert lines[3].startswith("it leads to:") and "nonfinite (step 7)" in lines[3]
+    assert lines[4].startswith("independent of it:") and "dead_units (step 3)" in lines[4]
+
+
+def test_a_consequence_follows_its_root_whatever_its_severity():
+    c = _console()
+    print_diagnosis(_rooted(), console=c)
+    out = _text(c)
+    # the root's panel (a warning) before its critical consequence, then the independent problem
+    assert out.index("WARNING learning_rate_too_high") < out.index("CRITICAL nonfinite") < out.index("WARNING dead_units")
+    assert "nonfinite · follows from learning_rate_too_high" in out
+    assert "dead_units · follows from" not in out

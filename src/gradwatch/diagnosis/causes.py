@@ -54,9 +54,14 @@ def depth(ctx: Context, at_least: int = 8) -> list[Cause]:
 
 
 def init_scale(ctx: Context, direction: str) -> list[Cause]:
-    """Layers whose measured init gain (std·√fan_in) is far from what their activation needs."""
+    """Layers whose measured init gain (std·√fan_in) is far from what their activation needs.
+
+    Embeddings are left out: a lookup multiplies no fan-in of inputs, and N(0, 1) is their
+    standard scale (PyTorch's default), not a gain of √dim."""
     small, large = [], []
     for layer in ctx.model.get("layers", []):
+        if layer.get("type") in ("Embedding", "EmbeddingBag"):
+            continue
         act = layer.get("following_activation")
         ideal = IDEAL_GAIN.get(act, IDEAL_GAIN[None])
         g = layer.get("gain") or 0.0

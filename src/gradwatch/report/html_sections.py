@@ -1,5 +1,6 @@
-"""The report's later sections: the before/after comparison and the run itself (command line,
-versions, model, per-layer table, events, all metadata). Every value is escaped.
+"""The report's sections beyond the findings: the root cause that leads it, the before/after
+comparison and the run itself (command line, versions, model, per-layer table, events, all
+metadata). Every value is escaped.
 
 Example:
     >>> when(0.0)[:4], when("2024-05-01T10:00:00")
@@ -15,7 +16,7 @@ import shlex
 from typing import Any
 
 from .figures import fig_gradient_flow
-from .format import fmt, layer_label, run_metrics, short
+from .format import fmt, layer_label, remedy_code, root_lines, run_metrics, short
 from .htmlkit import code, details, esc, table
 from .layers import layer_rows
 from .plotting import data_uri, share_ylim, to_png
@@ -30,6 +31,46 @@ def when(value: Any) -> str:
         t = _dt.datetime.fromtimestamp(value, tz=_dt.timezone.utc)
         return t.strftime("%Y-%m-%d %H:%M:%S UTC")
     return str(value)
+
+
+def root_cause_section(diagnosis) -> str:
+    """The report's lead: the root cause, its first fix with the code that applies it, what
+    follows from it and any independent problem (empty for a healthy run).
+
+    Example:
+        >>> from gradwatch.findings import Diagnosis, Finding, Remedy
+        >>> root = Finding("learning_rate_too_high", "critical", 0, [], "steps rewrite 40% of the weights",
+        ...                remedies=[Remedy("reduce_lr", "Lower the learning rate 10×", "lr *= 0.1")])
+        >>> html = root_cause_section(Diagnosis(steps=9, findings=[root]))
+        >>> html.startswith('<section id="root-cause"'), "reduce_lr" in html, "lr *= 0.1" in html
+        (True, True, True)
+        >>> root_cause_section(Diagnosis(steps=9))
+        ''
+    """
+    lines = root_lines(diagnosis)
+    if not lines:
+        return ""
+    root = diagnosis.root
+    dl = "".join(f"<dt>{esc(label)}</dt><dd>{esc(text)}</dd>" for label, text in lines)
+    snippet = remedy_code(root.remedies[0]) if root.remedies else ""
+    snippet = f"<pre><code>{esc(snippet)}</code></pre>" if snippet else ""
+    return f'<section id="root-cause"><h2>Root cause</h2><dl class="info">{dl}</dl>{snippet}</section>'
+
+
+def consequence_note(finding) -> str:
+    """A line under a finding that follows from another: which root it follows from.
+
+    Example:
+        >>> from gradwatch.findings import Finding
+        >>> consequence_note(Finding("nonfinite", "critical", 7, [], "NaN", consequence_of="learning_rate_too_high"))
+        '<p class="follows">follows from <a href="#root-cause"><code>learning_rate_too_high</code></a>: fix that first</p>'
+        >>> consequence_note(Finding("nonfinite", "critical", 7, [], "NaN"))
+        ''
+    """
+    root = getattr(finding, "consequence_of", None)
+    if not root:
+        return ""
+    return f'<p class="follows">follows from <a href="#root-cause">{code(root)}</a>: fix that first</p>'
 
 
 def compare_section(run, diagnosis, compare) -> str:
@@ -207,4 +248,4 @@ def _json(value: Any, indent: int | None = 2) -> str:
     return text if len(text) < 40_000 else text[:40_000] + "\n… (truncated)"
 
 
-__all__ = ["compare_section", "run_section", "when"]
+__all__ = ["root_cause_section", "consequence_note", "compare_section", "run_section", "when"]
