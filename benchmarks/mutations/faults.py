@@ -233,15 +233,19 @@ def label(fault: str, cfg: dict, recurrent: bool) -> Label:
     sat = ("saturated_activations",) if bounded else ()
     table = {
         "init_x10": Label(
-            ("exploding_gradients",) + sat + (("learning_rate_too_low",) if normed else ()), ("nonfinite",),
+            ("exploding_gradients",) + sat + (("learning_rate_too_low",) if normed else ()),
+            ("nonfinite", "learning_rate_too_low", "learning_rate_too_high"),
             "each layer multiplies the signal and δ by ~10 (ReLU, linear parts); bounded units go to "
             "their flat tails instead; behind a normalisation layer the forward scale is undone and "
-            "the gradient of a scale-invariant weight falls as 1/‖w‖: steps ÷100 relative to the weights"),
+            "the gradient of a scale-invariant weight falls as 1/‖w‖: steps ÷100 relative to the weights. "
+            "The update ratio moves too: Adam's step does not grow with the weights (ratio ÷10), SGD's "
+            "grows with the other layers' scale"),
         "init_div10": Label(
-            ("vanishing_gradients",) + (("learning_rate_too_high",) if normed else ()), ("learning_rate_too_high",),
+            ("vanishing_gradients",) + (("learning_rate_too_high",) if normed else ()),
+            ("learning_rate_too_high", "learning_rate_too_low"),
             "each layer shrinks the signal and δ by ~10; behind a normalisation layer the effective "
-            "step grows ×100 instead; Adam's step does not shrink with the weights, so the update "
-            "ratio rises by the same ×10"),
+            "step grows ×100 instead. The update ratio moves too: Adam's step does not shrink with "
+            "the weights (ratio ×10), SGD's shrinks with the other layers' scale"),
         "constant_init": Label(
             ("symmetric_weights",), (),
             "all units of a layer start equal, get equal gradients and stay equal (no symmetry breaking)"),

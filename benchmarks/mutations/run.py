@@ -175,6 +175,14 @@ def _ci(x, ci) -> str:
     return "—" if x is None else f"{x:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]"
 
 
+def _ratio(row: dict) -> str:
+    """‖∇W‖ of the first weight over the last one at step 0, as the script measured it."""
+    g = row.get("step0_grad_first_last") or [None, None]
+    if g[0] is None or g[1] is None:
+        return "—"
+    return f"{g[0] / g[1]:.1e}" if g[1] else "∞"
+
+
 def print_report(rows: list[dict], s: dict, title: str) -> None:
     """The score table, the per-fault table and every miss, false alarm and error."""
     from rich.console import Console
@@ -214,13 +222,13 @@ def print_report(rows: list[dict], s: dict, title: str) -> None:
            or (r.get("outcome") == "caught" and not r.get("root_ok"))]
     if bad:
         t = Table(title=f"{title}: misses, wrong root causes, false alarms, errors")
-        for col in ("base", "fault", "seed", "outcome", "expected", "found (serious, in order)"):
+        for col in ("base", "fault", "seed", "outcome", "expected", "found (serious, in order)", "‖∇W₁‖/‖∇W_L‖"):
             t.add_column(col)
         for r in sorted(bad, key=lambda r: (r["base"], str(r["fault"]), r["seed"])):
             out = r["outcome"] + ("" if r["outcome"] != "caught" else " (root cause wrong)")
             exp = ", ".join(r["label"]["expect"]) if r.get("label") else "healthy"
             t.add_row(r["base"], str(r["fault"]), str(r["seed"]), out, exp,
-                      r.get("error") or ", ".join(r["found"]) or "none")
+                      r.get("error") or ", ".join(r["found"]) or "none", _ratio(r))
         console.print(t)
 
 
