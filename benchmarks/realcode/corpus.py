@@ -56,7 +56,7 @@ class Case:
 PE = "pytorch-examples/"
 YJ = "pytorch-tutorial/"
 WLM = ("--epochs", "1", "--emsize", "64", "--nhid", "64", "--log-interval", "20")
-MM = ("--num-workers", "0", "--max-steps", "201")
+MM = ("--num-workers", "0", "--max-steps", "120")
 NANO = ("{here}/config/train_shakespeare_char.py", "--device=cpu", "--eval_iters=5", "--eval_interval=50",
         "--log_interval=5", "--block_size=64", "--batch_size=12", "--n_layer=2", "--n_head=4",
         "--n_embd=64", "--max_iters=60", "--lr_decay_iters=60", "--dropout=0.0", "--warmup_iters=10")
@@ -65,7 +65,7 @@ CASES: list[Case] = [
     # pytorch/examples
     Case("pe-regression", PE + "regression/main.py", (),
          "manual update p.data.add_(-lr * p.grad), no optimizer; unseeded", "numbers"),
-    Case("pe-time-sequence-lbfgs", PE + "time_sequence_prediction/train.py", ("--steps", "3"),
+    Case("pe-time-sequence-lbfgs", PE + "time_sequence_prediction/train.py", ("--steps", "2"),
          "LSTMCell, LBFGS with a closure (20 backward passes per step), float64"),
     Case("pe-dcgan", PE + "dcgan/main.py",
          ("--dataset", "mnist", "--dataroot", "unused", "--workers", "0", "--batchSize", "64",
@@ -80,8 +80,8 @@ CASES: list[Case] = [
          "word LM (GRU), manual update"),
     Case("pe-wlm-rnn-tanh", PE + "word_language_model/main.py", WLM + ("--model", "RNN_TANH"),
          "word LM (tanh RNN), manual update"),
-    Case("pe-wlm-transformer", PE + "word_language_model/main.py", WLM + ("--model", "Transformer"),
-         "word LM (nn.TransformerEncoder), manual update"),
+    Case("pe-wlm-transformer", PE + "word_language_model/main.py", WLM + ("--model", "Transformer", "--lr", "5"),
+         "word LM (nn.TransformerEncoder), manual update; --lr 5 as the example's README runs it"),
     Case("pe-wlm-adamw", PE + "word_language_model/main.py",
          WLM + ("--model", "LSTM", "--use-optimizer", "--lr", "0.002"),
          "word LM with its --use-optimizer AdamW path"),
@@ -101,7 +101,7 @@ CASES: list[Case] = [
          "char GPT under torch.compile (inductor)"),
     # karpathy/minGPT
     Case("mingpt-adder", "minGPT/projects/adder/adder.py",
-         ("--trainer.max_iters=150", "--trainer.num_workers=0", "--trainer.batch_size=32"),
+         ("--trainer.max_iters=100", "--trainer.num_workers=0", "--trainer.batch_size=32"),
          "GPT on synthetic 2-digit addition (a seq2seq task in one sequence)"),
     Case("mingpt-chargpt", "minGPT/projects/chargpt/chargpt.py",
          ("--trainer.max_iters=60", "--trainer.num_workers=0", "--model.model_type=gpt-nano",

@@ -172,7 +172,10 @@ def run_case(case: Case, runs: Path, exe: str, timeout: float) -> Result:
             findings = [f"{f['kind']}:{f['severity']}" for f in d.get("findings", [])]
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
             verdict = f"unreadable diagnosis ({e})"
-    a, b = masked(plain.stdout, case.stdout, case.mask), masked(watched.stdout, case.stdout, case.mask)
+    # Each run has its own working directory; a script that prints paths under it (Lightning's
+    # checkpoints) prints the same text once the folder is named alike.
+    a = masked(plain.stdout.replace(str(base / "plain"), "<cwd>"), case.stdout, case.mask)
+    b = masked(watched.stdout.replace(str(base / "watched"), "<cwd>"), case.stdout, case.mask)
     res = Result(case.name, case.covers, plain.rc, watched.rc, a == b, first_diff(a, b), steps, verdict,
                  findings, round(plain.seconds, 2), round(watched.seconds, 2))
     why = []
@@ -189,8 +192,16 @@ def run_case(case: Case, runs: Path, exe: str, timeout: float) -> Result:
         why.append("findings: " + ", ".join(serious))
     if watched.rc not in (0, None) and plain.rc == 0:
         why.append("watched: " + error_line(watched.stderr_tail))
-    res.passed, res.why = not why, "; ".join(why)
+    res.passed, res.why = not why, anonymous("; ".join(why), runs)
+    res.stdout_first_diff = anonymous(res.stdout_first_diff, runs)
     return res
+
+
+def anonymous(text: str, runs: Path) -> str:
+    """``text`` with this machine's folders (scratch, repository, interpreter) named generically."""
+    for folder, name in ((runs, "<runs>"), (HERE.parents[1], "<repo>"), (Path(sys.prefix), "<venv>")):
+        text = text.replace(str(folder), name)
+    return text
 
 
 def select(only: str | None) -> list[Case]:
@@ -226,6 +237,17 @@ def table(results: list[Result]) -> None:
     Console(width=200).print(t)
 
 
+def origins_table() -> str:
+    """A Markdown table of every vendored file: repository, commit, path, licence, number of changes."""
+    meta = json.loads((HERE / "origins.json").read_text())
+    rows = ["| file under `scripts/` | repository | commit | original path | licence | changes |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    for dest, m in sorted(meta.items()):
+        rows.append(f"| `{dest}` | [{m['repo']}](https://github.com/{m['repo']}) | `{m['commit'][:10]}` | "
+                    f"`{m['path']}` | {m['licence']} | {len(m['changes']) or 'none'} |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     """Parse the options, run the cases, print the table, write the JSON."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -235,11 +257,15 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, help="scratch folder (default: a new temporary folder)")
     ap.add_argument("--out", type=Path, default=HERE / "results.json", help="results JSON")
     ap.add_argument("--list", action="store_true", help="list the cases and exit")
+    ap.add_argument("--origins", action="store_true", help="print the origins table (Markdown) and exit")
     args = ap.parse_args()
     cases = select(args.only)
     if args.list:
         for c in cases:
             print(f"{c.name:26s} {c.script}  {' '.join(c.args)}")
+        return
+    if args.origins:
+        print(origins_table())
         return
     if args.jobs < 1:
         sys.exit("error: --jobs must be at least 1")
@@ -256,6 +282,9 @@ def main() -> None:
                 results[r.name] = r
                 print(f"[{done:2d}/{len(cases)}] {'PASS' if r.passed else 'FAIL'} {r.name:26s} "
                       f"{r.seconds_plain + r.seconds_watched:6.1f} s  {r.why}", flush=True)
+                # written after every case, so that an interrupted run leaves what it measured
+                write(args.out, [results[c.name] for c in cases if c.name in results], len(cases),
+                      args.jobs, time.perf_counter() - t0)
     ordered = [results[c.name] for c in cases]
     total = time.perf_counter() - t0
     table(ordered)
@@ -263,31 +292,42 @@ def main() -> None:
     n_out = sum(r.stdout_equal for r in ordered)
     print(f"passed {n_pass}/{len(ordered)}; stdout passed through {n_out}/{len(ordered)}; "
           f"{total:.0f} s wall with -j {args.jobs}")
+    write(args.out, ordered, len(cases), args.jobs, total)
+    print(f"results: {args.out}")
+
+
+def write(out: Path, results: list[Result], n_cases: int, jobs: int, seconds: float) -> None:
+    """Write the results JSON (``complete`` is false while cases are still running)."""
     payload = {
         "command": "python benchmarks/realcode/run.py " + " ".join(sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "git_commit": _git_commit(),
         "python": platform.python_version(), "torch": _torch_version(),
-        "jobs": args.jobs, "wall_seconds": round(total, 1),
-        "passed": n_pass, "stdout_equal": n_out, "cases": len(ordered),
-        "results": [asdict(r) for r in ordered],
+        "jobs": jobs, "wall_seconds": round(seconds, 1), "complete": len(results) == n_cases,
+        "passed": sum(r.passed for r in results), "stdout_equal": sum(r.stdout_equal for r in results),
+        "cases": n_cases, "results": [asdict(r) for r in results],
     }
-    args.out.write_text(json.dumps(payload, indent=1) + "\n")
-    print(f"results: {args.out}")
+    out.write_text(json.dumps(payload, indent=1) + "\n")
 
 
 def _git_commit() -> str:
+    """HEAD's short hash, marked when the library's sources differ from it (they are what runs)."""
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True,
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True,
                               text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=HERE.parents[1],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
+    return head + (" + uncommitted changes in src/" if dirty else "")
 
 
 def _torch_version() -> str:
-    out = subprocess.run([sys.executable, "-c", "import torch; print(torch.__version__)"],
-                         capture_output=True, text=True, env=env())
-    return out.stdout.strip()
+    try:
+        from importlib.metadata import version
+        return version("torch")
+    except Exception:  # noqa: BLE001 - only informative
+        return ""
 
 
 if __name__ == "__main__":

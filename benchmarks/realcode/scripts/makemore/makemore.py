@@ -4,9 +4,9 @@
 # path:    makemore.py
 # licence: MIT; full text and notice in benchmarks/realcode/LICENSES/makemore.txt
 # changes (marked "# realcode:" where they are):
-#   1. names.txt (not shipped with the repository's code path here) is replaced, when --input-
-#      file does not exist, by the distinct lower-case words of three or more letters in the
-#      docstrings of torch.nn (realcode_text), one per line, in sorted order
+#   1. names.txt (32 000 names, in the repository but not vendored here) is replaced, when
+#      --input-file does not exist, by the distinct lower-case words of three or more letters in
+#      the docstrings of torch.nn (realcode_text), one per line, in sorted order
 # ----
 """
 you give this script some words (one per line) and it will generate more things like it.

@@ -5,7 +5,7 @@
 # licence: MIT; full text and notice in benchmarks/realcode/LICENSES/pytorch-tutorial.txt
 # changes (marked "# realcode:" where they are):
 #   1. Penn Treebank (data/train.txt, a download) replaced, when PATH does not exist, by the
-#      first 600 lines of the docstrings of torch.nn (realcode_text), read the same way
+#      first 2000 lines of the docstrings of torch.nn (realcode_text), read the same way
 # ----
 import torch
 import os
@@ -41,7 +41,7 @@ class Corpus(object):
 
     def get_data(self, path, batch_size=20):
         # Add words to the dictionary
-        lines = open(path, 'r').readlines() if os.path.exists(path) else realcode_text().splitlines()[:600]  # realcode
+        lines = open(path, 'r').readlines() if os.path.exists(path) else realcode_text().splitlines()[:2000]  # realcode
         if True:
             tokens = 0
             for line in lines:
