@@ -144,3 +144,21 @@ for step in range(25):
     status, w = run_script(copied, [], out=tmp_path / "c", every=5, stats_budget=None)
     kinds = _kinds(tmp_path / "c")
     assert status == 0 and kinds["modules_without_optimizer"].severity == "critical"
+
+
+def test_a_hand_written_loop_over_micro_batches_is_one_step_per_update_and_not_stale(tmp_path):
+    model = _mlp()
+    with gw.watch(model, out=tmp_path, every=3, stats_budget=None):
+        for i, (x, y) in enumerate(_data(120, 8)):
+            (nn.functional.cross_entropy(model(x), y) / 4).backward()
+            if i % 4 == 3:
+                with torch.no_grad():
+                    for p in model.parameters():
+                        p -= 0.1 * p.grad
+                model.zero_grad()
+    run = gw.load(tmp_path)
+    # the first update is seen at the fourth backward: until then each backward is a step
+    assert len(run.steps) == 3 + 30
+    assert (run.series("update_norm").iloc[1:] > 0).all().all()
+    kinds = _kinds(tmp_path)
+    assert "gradients_not_zeroed" not in kinds and "parameters_not_updated" not in kinds

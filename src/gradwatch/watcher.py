@@ -270,6 +270,9 @@ class Watcher:
         # when the model is called again (or the next backward starts), so the update is measured
         self._awaiting_update = False
         self._manual_handles: list[Any] = []
+        self._marks: list[torch.Tensor] = []  # a few sampled weights: did the hand-written update happen?
+        self._ever_moved = False
+        self._waited = 0
         # statistics steps: the gradients as they stood when this step's first backward reached
         # the parameters (zero or None unless the previous step's gradients were never cleared)
         self._prior_handles: list[Any] = []
@@ -285,6 +288,7 @@ class Watcher:
         if self.optimizers == []:
             self._manual_handles = [model.register_forward_pre_hook(self._on_root_input),
                                     model.register_forward_hook(self._on_root_output)]
+            self._mark_weights()
         _ACTIVE[model] = self
         if not _LIVE:
             _patch_backward(True)
@@ -452,13 +456,52 @@ class Watcher:
         self._awaiting_update = True
 
     def _on_root_input(self, module, args):
-        # no optimizer: the model called again means the update of the last backward is done
-        if not self._awaiting_update:
-            return None
-        self._awaiting_update = False
+        # no optimizer: the model called again after a backward may mean the update is done
         armed = self.probe.armed
-        self._end_step()
+        if not self._end_manual_step():
+            return None
         return None if armed else self.probe.enter(module, args)
+
+    #: backward passes one hand-written step may gather (micro-batches) before it ends regardless
+    max_manual_accumulation = 64
+
+    def _end_manual_step(self) -> bool:
+        """End the step of a loop without an optimizer once its update has happened: sampled
+        weights changed since the step began. Until a first update is seen every backward is a
+        step (a loop whose update never reaches the weights stays visible step by step); after
+        it, backward passes that leave the weights alone are micro-batches of one step."""
+        if not self._awaiting_update:
+            return False
+        moved = self._weights_moved()
+        self._ever_moved |= moved
+        if not moved and self._ever_moved and self._waited < self.max_manual_accumulation:
+            self._waited += 1
+            return False
+        self._awaiting_update = False
+        self._waited = 0
+        self._end_step()
+        self._mark_weights()
+        return True
+
+    @torch.no_grad()
+    def _mark_weights(self) -> None:
+        trained = [p for p in self.tensors.params if p.requires_grad and p.numel()]
+        picks = {0, len(trained) // 3, 2 * len(trained) // 3, len(trained) - 1} if trained else set()
+        self._marks = []
+        self._marked = [trained[i] for i in sorted(picks)]
+        for p in self._marked:
+            flat = p.detach().reshape(-1)
+            self._marks.append(flat[::max(1, flat.numel() // 64)].clone())
+
+    @torch.no_grad()
+    def _weights_moved(self) -> bool:
+        if not self._marks:
+            return True
+        for p, mark in zip(self._marked, self._marks):
+            flat = p.detach().reshape(-1)
+            if not torch.equal(flat[::max(1, flat.numel() // 64)], mark):
+                return True
+        return False
 
     def _end_step(self) -> None:
         if self._closed:
@@ -539,8 +582,7 @@ class Watcher:
         if self._closed:
             return
         if self._awaiting_update:  # a second backward before the model was called again
-            self._awaiting_update = False
-            self._end_step()
+            self._end_manual_step()
         value = loss.detach()
         if value.dim():
             value = value.reshape(())
