@@ -239,6 +239,7 @@ class Watcher:
 
         named = [(n, p) for n, p in model.named_parameters()]
         self.param_names = [n for n, _ in named]
+        self._own_params = [p for _, p in named]  # the model's own (tensors.params may be shard views)
         self._param_ids = {id(p): i for i, (_, p) in enumerate(named)}
         self.tensors = TensorStats([p for _, p in named], keep_snapshot=self.full)
         self.probe = ModuleProbe(model, dead_window=dead_window)
@@ -323,7 +324,7 @@ class Watcher:
     def _describe(self) -> None:
         info = describe_model(self.model, self.optimizers[0] if self.optimizers else None)
         info["optimizers"] = [describe_optimizer(o) for o in self.optimizers]
-        params = self.tensors.params
+        params = self._own_params
         info["frozen_params"] = [n for n, p in zip(self.param_names, params) if not p.requires_grad]
         held = {id(p) for o in self.optimizers for g in o.param_groups for p in g["params"]}
         info["params_without_optimizer"] = (
@@ -390,7 +391,7 @@ class Watcher:
             return None
 
         self._prior = None
-        self._prior_handles = [p.register_hook(hook) for p in self.tensors.params if p.requires_grad]
+        self._prior_handles = [p.register_hook(hook) for p in self._own_params if p.requires_grad]
 
     def _disarm_prior(self) -> None:
         for h in self._prior_handles:
@@ -485,7 +486,7 @@ class Watcher:
 
     @torch.no_grad()
     def _mark_weights(self) -> None:
-        trained = [p for p in self.tensors.params if p.requires_grad and p.numel()]
+        trained = [p for p in self._own_params if p.requires_grad and p.numel()]
         picks = {0, len(trained) // 3, 2 * len(trained) // 3, len(trained) - 1} if trained else set()
         self._marks = []
         self._marked = [trained[i] for i in sorted(picks)]
