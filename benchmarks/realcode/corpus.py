@@ -29,6 +29,7 @@ TIMING = [
     r"(?<=mfu )-?\d+(?:\.\d+)?%",              # nanoGPT
     r"\d+(?:\.\d+)?\s*(?:it/s|s/it)",          # progress bars
     r"\d+:\d\d(?::\d\d)?",                    # elapsed / remaining time in progress bars
+    r"━+",                                     # a rich progress bar, as long as its numbers leave room for
 ]
 
 
@@ -55,11 +56,11 @@ class Case:
 
 PE = "pytorch-examples/"
 YJ = "pytorch-tutorial/"
-WLM = ("--epochs", "1", "--emsize", "64", "--nhid", "64", "--log-interval", "20")
+WLM = ("--epochs", "1", "--emsize", "64", "--nhid", "64", "--batch_size", "40", "--log-interval", "10")
 MM = ("--num-workers", "0", "--max-steps", "120")
-NANO = ("{here}/config/train_shakespeare_char.py", "--device=cpu", "--eval_iters=5", "--eval_interval=50",
+NANO = ("{here}/config/train_shakespeare_char.py", "--device=cpu", "--eval_iters=3", "--eval_interval=20",
         "--log_interval=5", "--block_size=64", "--batch_size=12", "--n_layer=2", "--n_head=4",
-        "--n_embd=64", "--max_iters=60", "--lr_decay_iters=60", "--dropout=0.0", "--warmup_iters=10")
+        "--n_embd=64", "--max_iters=40", "--lr_decay_iters=40", "--dropout=0.0", "--warmup_iters=10")
 
 CASES: list[Case] = [
     # pytorch/examples

@@ -248,6 +248,22 @@ def origins_table() -> str:
     return "\n".join(rows)
 
 
+def results_markdown(payload: dict) -> str:
+    """A results JSON (as ``run.py`` writes it) as a Markdown table with its summary line."""
+    rows = ["| script | exit plain→watched | stdout | steps | verdict | findings | s plain | s watched | pass | why |",
+            "| --- | --- | --- | ---: | --- | --- | ---: | ---: | --- | --- |"]
+    for r in payload["results"]:
+        why = r["why"].replace("|", "/")
+        rows.append(f"| {r['name']} | {r['rc_plain']}→{r['rc_watched']} | {'equal' if r['stdout_equal'] else 'DIFFERS'} "
+                    f"| {r['steps']} | {r['verdict']} | {', '.join(r['findings']) or '-'} | {r['seconds_plain']:.1f} "
+                    f"| {r['seconds_watched']:.1f} | {'PASS' if r['passed'] else 'FAIL'} | {why} |")
+    head = (f"`{payload['command']}` on {payload['date']}, library at {payload['git_commit']}: "
+            f"**passed {payload['passed']}/{payload['cases']}**, stdout passed through "
+            f"{payload['stdout_equal']}/{payload['cases']}, {payload['wall_seconds']:.0f} s wall"
+            + ("" if payload.get("complete", True) else " (interrupted: only the cases listed)"))
+    return head + "\n\n" + "\n".join(rows)
+
+
 def main() -> None:
     """Parse the options, run the cases, print the table, write the JSON."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -258,6 +274,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE / "results.json", help="results JSON")
     ap.add_argument("--list", action="store_true", help="list the cases and exit")
     ap.add_argument("--origins", action="store_true", help="print the origins table (Markdown) and exit")
+    ap.add_argument("--markdown", type=Path, metavar="RESULTS", help="print a results JSON as a Markdown table and exit")
     args = ap.parse_args()
     cases = select(args.only)
     if args.list:
@@ -266,6 +283,9 @@ def main() -> None:
         return
     if args.origins:
         print(origins_table())
+        return
+    if args.markdown:
+        print(results_markdown(json.loads(args.markdown.read_text())))
         return
     if args.jobs < 1:
         sys.exit("error: --jobs must be at least 1")

@@ -8,7 +8,7 @@
 #      file (./data/wikitext-2.txt in the working directory) and built with download=False
 #   2. random_split by fractions 0.8/0.1/0.1 instead of n-4000, 2000, 2000 (the corpus has ~1
 #      400 blocks, not ~59 000)
-#   3. Trainer: max_steps=40, limit_val_batches=5, limit_test_batches=5 added (was 20 epochs)
+#   3. Trainer: max_steps=25, limit_val_batches=3, limit_test_batches=3 added (was 20 epochs)
 # ----
 import torch
 import torch.nn.functional as F
@@ -77,7 +77,7 @@ def main():
     model = LanguageModel(vocab_size=dataset.vocab_size)
 
     # Trainer
-    trainer = L.Trainer(gradient_clip_val=0.25, max_epochs=20, max_steps=40, limit_val_batches=5, limit_test_batches=5)  # realcode
+    trainer = L.Trainer(gradient_clip_val=0.25, max_epochs=20, max_steps=25, limit_val_batches=3, limit_test_batches=3)  # realcode
     trainer.fit(model, train_dataloader, val_dataloader)
     trainer.test(model, test_dataloader)
 
