@@ -288,7 +288,13 @@ def test_the_probe_changes_no_gradient_no_delta_and_no_random_stream():
 
     a, b = run(True), run(False)
     assert torch.equal(a[0]["delta"].nan_to_num(-1), b[0]["delta"].nan_to_num(-1))
-    assert a[1].keys() == b[1].keys() and all(torch.equal(a[1][k], b[1][k]) for k in a[1])
+    # per-call records: the same, except that a cell's are taken at its whole state ((h, c) for
+    # the LSTM cell) rather than at its first output
+    rnn, cell, linear_w, linear_u, lstm_cell = 1, 2, 3, 4, 5
+    assert a[1].keys() == b[1].keys()
+    assert all(torch.equal(a[1][k], b[1][k]) for k in (rnn, linear_w, linear_u))
+    assert torch.allclose(a[1][cell], b[1][cell], rtol=1e-5)
+    assert (a[1][lstm_cell] >= b[1][lstm_cell] * (1 - 1e-5)).all()
     assert all(torch.equal(a[2][k], b[2][k]) for k in a[2])
     assert torch.equal(a[3], b[3])
     assert int(torch.isfinite(a[0]["time_gain"]).sum()) == 3 and "time_gain" not in b[0]
@@ -323,3 +329,106 @@ def test_fused_rnns_in_every_form_are_measured_or_left_alone(case):
         assert gain == {}
     else:
         assert 0.05 < gain[""] < 1.0  # PyTorch's default init forgets: a gain below 1 per step
+
+
+# ------------------------------------------------------------ the loops real code writes
+
+
+class TutorialRNN(nn.Module):
+    """The hand-written RNN of PyTorch's name-classification tutorial: called once per character
+    by the training loop, it returns (output, hidden) and takes hidden back."""
+
+    def __init__(self, n_in, hidden, n_out):
+        super().__init__()
+        self.hidden = hidden
+        self.i2h = nn.Linear(n_in + hidden, hidden)
+        self.i2o = nn.Linear(n_in + hidden, n_out)
+
+    def forward(self, x, h):
+        both = torch.cat((x, h), 1)
+        return torch.log_softmax(self.i2o(both), 1), torch.tanh(self.i2h(both))
+
+
+def test_a_module_fed_its_own_output_is_a_recurrence_whose_length_is_its_calls(tmp_path):
+    torch.manual_seed(0)
+    rnn = TutorialRNN(5, 16, 3)
+    opt = torch.optim.SGD(rnn.parameters(), lr=0.005)
+    with gw.watch(rnn, opt, out=tmp_path, every=2):
+        for _ in range(6):  # two sequences per step (accumulated), 12 characters each
+            opt.zero_grad()
+            for _ in range(2):
+                h = torch.zeros(1, 16)
+                for t in range(12):
+                    out, h = rnn(torch.randn(1, 5), h)
+                nn.functional.nll_loss(out, torch.tensor([1])).backward()
+            opt.step()
+    from gradwatch.diagnosis.context import Context
+    from gradwatch.diagnosis.flow import through_time as spans
+
+    (span,) = spans(Context(gw.load(tmp_path)))
+    assert span.module == "" and set(span.lengths) == {12}  # two sequences of 12 calls each step
+    assert all(0.05 < 10 ** g < 1.5 for g in span.logs)
+
+
+def test_a_decoder_loop_of_one_step_gru_calls_is_measured_call_by_call(tmp_path):
+    # seq2seq decoders call a fused GRU once per output token, on a sequence of length 1
+    torch.manual_seed(0)
+
+    class Decoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gru = scaled_hh(nn.GRU(4, 32, batch_first=True), 1.0)
+            self.out = nn.Linear(32, 4)
+
+        def forward(self, h, steps=20):
+            x, outs = torch.zeros(h.shape[1], 1, 4), []
+            for _ in range(steps):
+                y, h = self.gru(x, h)
+                x = torch.softmax(self.out(y), -1)
+                outs.append(x)
+            return torch.cat(outs, 1)
+
+    model = Decoder()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    with gw.watch(model, opt, out=tmp_path, every=2):
+        for _ in range(4):
+            loss = model(torch.randn(1, 8, 32)).pow(2).mean()
+            opt.zero_grad(); loss.backward(); opt.step()
+    from gradwatch.diagnosis.context import Context
+    from gradwatch.diagnosis.flow import through_time as spans
+
+    (span,) = spans(Context(gw.load(tmp_path)))
+    assert span.module == "gru" and set(span.lengths) == {20}
+    assert all(0.05 < 10 ** g < 1.5 for g in span.logs)
+
+
+def test_a_state_changed_in_place_after_the_cell_trains_exactly_as_without_the_probe():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.cell, self.out = nn.GRUCell(3, 8), nn.Linear(8, 1)
+
+        def forward(self, x):
+            h = torch.zeros(x.shape[0], 8)
+            for t in range(x.shape[1]):
+                h = self.cell(x[:, t], h)
+                h[:, 0] = 0.0  # e.g. a reset of finished episodes
+            return self.out(h)
+
+    def run(measure):
+        torch.manual_seed(0)
+        model, x = Net(), torch.randn(4, 6, 3)
+        probe = ModuleProbe(model)
+        if not measure:
+            probe._rec.before = lambda *a: None
+            probe._rec.after = lambda *a: None
+        probe.arm()
+        model(x).pow(2).sum().backward()
+        vectors, _ = probe.collect()
+        probe.disarm()
+        return vectors, {n: p.grad for n, p in model.named_parameters()}
+
+    (va, ga), (vb, gb) = run(True), run(False)
+    assert all(torch.equal(ga[k], gb[k]) for k in ga)
+    assert torch.equal(va["delta"].nan_to_num(-1), vb["delta"].nan_to_num(-1))
+    assert 0 < float(va["time_gain"][1]) < 1.5

@@ -60,6 +60,8 @@ def _first_step_beyond(d: pd.DataFrame, names: list[str], sign: float, orders: f
     return int(d.index[0])
 
 
+#: module types whose time steps run inside one call
+_FUSED = ("RNN", "LSTM", "GRU")
 #: log10 of "the first inputs get no gradient at all" (below float32's smallest number)
 STARVED_FLOOR = -45.0
 
@@ -125,16 +127,17 @@ class TimeSpan:
     def vanishing(self, orders: float = 3.0) -> TimeReading | None:
         """The gain over the sequence when the recurrence loses ≥ ``orders`` decades over it *and*
         the first inputs get ≥ ``orders`` decades less gradient than the best-fed ones, at the
-        median of the measured steps or at the first of them."""
-        return self._judge(lambda r: r.log10_total <= -orders and r.starved <= -orders)
+        median of the measured steps: a gated recurrence that starts forgetting and learns to
+        remember within the run (its forget gates open) was not kept from learning."""
+        return self._judge(lambda r: r.log10_total <= -orders and r.starved <= -orders, at_start=False)
 
-    def _judge(self, bad) -> TimeReading | None:
+    def _judge(self, bad, at_start: bool = True) -> TimeReading | None:
         if not self.steps:
             return None
         reading = self.median()
         if not bad(reading):
             reading = self.first()
-            if not bad(reading):
+            if not at_start or not bad(reading):
                 return None
         at = [i for i in range(len(self.steps)) if bad(TimeReading(
             self.module, 10 ** self.logs[i], self.lengths[i], self.totals[i], self.starvation[i], self.steps[i]))]
@@ -146,8 +149,8 @@ def through_time(ctx: Context) -> list[TimeSpan]:
     """The gradient through time of each module whose recurrence was measured (``time_gain``).
 
     The sequence length comes from the per-call records: a fused RNN's ‖∂L/∂x_t‖ has one entry
-    per time step; a cell called once per step has one δ per call (divided by the forward
-    passes of the step). A module that holds another measured one (a hand-written cell around
+    per time step (one called once per step, a decoder loop, has one δ per call, divided by the
+    forward passes of the step); a cell's ‖∂L/∂s_t‖ at its state has one per time step. A module that holds another measured one (a hand-written cell around
     an ``nn.GRUCell``) is left to the inner one.
     """
     gains = ctx.series("time_gain")
@@ -159,6 +162,7 @@ def through_time(ctx: Context) -> list[TimeSpan]:
         calls = calls[calls["step"] < cut]
     counts = ctx.series("calls")
     by = {key: g for key, g in calls.groupby(["module", "step"], sort=False)} if not calls.empty else {}
+    fused = {n: t in _FUSED for n, t in zip(ctx.run.modules["name"], ctx.run.modules["type"])}
     out = []
     for module in gains.columns:
         span = TimeSpan(module)
@@ -166,7 +170,10 @@ def through_time(ctx: Context) -> list[TimeSpan]:
             if not np.isfinite(g) or g < 0 or (module, step) not in by:
                 continue
             v = by[(module, step)].sort_values("call")["delta"].to_numpy(dtype=float)
-            v, T = _sequence(v, _count(counts, module, step), _root_calls(counts, step), root=module == "")
+            if fused.get(module, False):
+                v, T = _sequence(v, _count(counts, module, step), _root_calls(counts, step), root=module == "")
+            else:  # a cell: one entry per time step of its sequences already
+                T = int(v.size)
             if T < 2:
                 continue
             span.steps.append(int(step))
@@ -212,9 +219,9 @@ def steps_to(gain: float, orders: float = 3.0) -> str:
 
 
 def _sequence(v: np.ndarray, module_calls: float, root_calls: int, root: bool) -> tuple[np.ndarray, int]:
-    """The per-time-step profile of one step and its length T. One δ per call (as many entries
-    as the module's calls) is split into the step's forward passes and averaged over them; any
-    other vector is already one entry per time step."""
+    """A fused RNN's per-time-step profile of one step and its length T. One δ per call (as many
+    entries as the module's calls) is split into the step's forward passes and averaged over
+    them; its ‖∂L/∂x_t‖ is already one entry per time step."""
     if np.isfinite(module_calls) and v.size == int(module_calls) and root_calls > 1 and not root \
             and v.size % root_calls == 0:
         v = v.reshape(root_calls, -1).mean(0)

@@ -446,7 +446,9 @@ class ModuleProbe:
             seqs = [torch.nn.functional.pad(s.to(dev), (0, length - len(s)), value=float("nan")) for s in seqs]
             calls = [c for c in calls if c[0] != mid]
             calls.append((mid, torch.stack(seqs).nanmean(0)))
-        gains = self._rec.collect()
+        gains, profiles = self._rec.collect()
+        for mid, profile in profiles.items():  # a cell: ‖∂L/∂s_t‖ at its state, per time step
+            calls = [c for c in calls if c[0] != mid] + [(mid, profile.to(dev))]
         if gains:
             self._rows.append((list(gains), {"time_gain": torch.stack([g.to(dev) for g in gains.values()])}))
         direct = {"calls": self._calls, "order": self._order}  # host numbers: one tensor each

@@ -53,8 +53,9 @@ Example:
     ...     h = cell(*args)
     ...     rec.after(0, cell, h)
     >>> h.sum().backward()
-    >>> round(float(rec.collect()[0]), 4)   # ReLU active everywhere: J = 0.5·I
-    0.5
+    >>> gains, profiles = rec.collect()
+    >>> round(float(gains[0]), 4), profiles[0].shape   # ReLU active everywhere: J = 0.5·I
+    (0.5, torch.Size([5]))
 """
 
 from __future__ import annotations
@@ -122,16 +123,17 @@ def _compiling() -> bool:
     return compiler is not None and hasattr(compiler, "is_compiling") and compiler.is_compiling()
 
 
-class _Link:
+class _Call:
     """One call of a cell: the squared norms of the gradient leaving it through its state input
     (``tap``: ‖∂L/∂s_{t−1} through this call‖² = ‖J_tᵀ g_t‖²) and arriving at its output state
     (``out``: ‖g_t‖² = ‖∂L/∂s_t‖²), recorded in the backward pass; their ratio is this step's gain
-    along the gradient that actually flows, whatever mix of losses made it."""
+    along the gradient that actually flows, whatever mix of losses made it. ``link`` is False for
+    the call that starts a sequence (its state came from outside the recurrence)."""
 
-    __slots__ = ("shapes", "index", "tap", "out")
+    __slots__ = ("link", "index", "tap", "out")
 
-    def __init__(self, shapes: list, index: list[int] | None) -> None:
-        self.shapes, self.index = shapes, index
+    def __init__(self, link: bool, index: list[int] | None = None) -> None:
+        self.link, self.index = link, index
         self.tap: list[torch.Tensor] = []
         self.out: list[torch.Tensor] = []
 
@@ -215,7 +217,7 @@ class RecurrenceProbe:
         >>> rec = RecurrenceProbe()
         >>> args, kwargs = rec.fused_state(0, rnn, (torch.randn(4, 7, 3),), {})
         >>> rec.after(0, rnn, rnn(*args, **kwargs))
-        >>> 0 < float(rec.collect()[0]) < 1   # PyTorch's default GRU forgets: gain < 1 per step
+        >>> 0 < float(rec.collect()[0][0]) < 1   # PyTorch's default GRU forgets: gain < 1 per step
         True
     """
 
@@ -227,8 +229,10 @@ class RecurrenceProbe:
     def _reset(self) -> None:
         # per fused module: (Σ log10 gain over the time steps, time steps) of each measured call
         self._logs: dict[int, list[tuple[torch.Tensor, float]]] = defaultdict(list)
-        # per cell: its calls that had a state input
-        self._links: dict[int, list[_Link]] = defaultdict(list)
+        # per cell: its calls, in order
+        self._calls: dict[int, list[_Call]] = defaultdict(list)
+        # per hand-written cell: its previous call, when that one was measured
+        self._last: dict[int, _Call | None] = {}
         # per module: what its last call returned, as (id, weak reference) of each output tensor
         self._outs: dict[int, list[tuple[int, Any]]] = {}
         # per module: state inputs of the calls under way (a stack: a module may call itself)
@@ -259,15 +263,27 @@ class RecurrenceProbe:
                         where.append((i, j))
                         index.append(k)
         state = [args[i] if j is None else args[i][j] for i, j in where]
-        if not state or not _differentiable(state) or _inside_backward() or _compiling():
-            self._pending[mid].append(None)
+        linked = bool(state) and _differentiable(state) and not _inside_backward() and not _compiling()
+        cell = isinstance(module, nn.RNNCellBase)
+        if not linked:
+            # a standard cell's sequence starts here (its output is still measured); a
+            # hand-written one's is only known to have started once its next call is fed it
+            call = _Call(link=False) if cell and not _inside_backward() and not _compiling() else None
+            if call is not None:
+                self._calls[mid].append(call)
+            self._pending[mid].append(call)
             return None
-        link = _Link([t.shape for t in state], index)
+        if not cell and self._last.get(mid) is None:  # the previous call started the sequence
+            start = _Call(link=False)
+            for t in state:
+                t.register_hook(start.record_out)
+            self._calls[mid].append(start)
+        call = _Call(link=True, index=index)
+        self._calls[mid].append(call)
+        self._pending[mid].append(call)
         taps = [t.view_as(t) for t in state]
         for tap in taps:
-            tap.register_hook(link.record_tap)
-        self._links[mid].append(link)
-        self._pending[mid].append(link)
+            tap.register_hook(call.record_tap)
         new = list(args)
         for (i, j), tap in zip(where, taps):
             if j is None:
@@ -337,6 +353,8 @@ class RecurrenceProbe:
         if not stack or not torch.is_grad_enabled():
             return
         pending = stack.pop()
+        if not isinstance(module, (nn.RNNBase, nn.RNNCellBase)):
+            self._last[mid] = None  # until this call proves measured
         if pending is None:
             return
         try:
@@ -345,13 +363,14 @@ class RecurrenceProbe:
                 if isinstance(output, tuple) and len(output) == 2:
                     self._measure_fused(mid, module, state, _tensors(output[1]), x, lengths)
                 return
-            link = pending
-            new = outs if link.index is None else [outs[k] for k in link.index if k < len(outs)]
-            if len(new) != len(link.shapes) or any(t.shape != s for t, s in zip(new, link.shapes)) \
-                    or not _differentiable(new):
+            call = pending
+            new = outs if call.index is None else [outs[k] for k in call.index if k < len(outs)]
+            if not _differentiable(new) or (call.index is not None and len(new) != len(call.index)):
                 return
             for t in new:
-                t.register_hook(link.record_out)
+                t.register_hook(call.record_out)
+            if not isinstance(module, nn.RNNCellBase):
+                self._last[mid] = call
         except Exception:  # noqa: BLE001 - a measurement must never break the user's training
             return
 
@@ -441,30 +460,56 @@ class RecurrenceProbe:
         return torch.where(ok[-1] & (dist > 0), rate, torch.tensor(float("nan"), device=p.device))
 
     # ------------------------------------------------------------ results
-    def collect(self) -> dict[int, torch.Tensor]:
-        """Module id → per-step gain (a 0-d float32 tensor on the module's device): the geometric
-        mean over the time steps of every call measured since the last collect (NaN when none
-        was: a cell whose gradient never came back). Resets."""
-        out = {}
-        for mid, links in self._links.items():
-            done = [(torch.stack(k.tap).sum(), torch.stack(k.out).sum()) for k in links if k.tap and k.out]
-            if not done:
-                continue
-            tap, arrived = (torch.stack(v) for v in zip(*done))
-            # a step whose output got no gradient (a padded tail), or one so small that float32
-            # has lost its digits, says nothing about the gain
-            ok = (arrived > _TINY ** 2) & torch.isfinite(arrived) & torch.isfinite(tap)
-            logs = torch.where(ok, (torch.log10(tap) - torch.log10(arrived.clamp_min(_TINY ** 2))) / 2, 0.0)
-            out[mid] = torch.pow(10.0, logs.sum() / ok.sum()).float()
+    def collect(self) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
+        """What was measured since the last collect, then reset.
+
+        Returns ``(gains, profiles)``: module id → per-step gain (a 0-d float32 tensor, the
+        geometric mean over the time steps of every measured call; NaN when no gradient came
+        back), and for the cells, module id → ‖∂L/∂s_t‖ at the output state of each time step of a
+        sequence (the mean over the step's sequences when they are equally long, else the
+        longest; NaN where none arrived) — where the loss reaches the recurrence.
+        """
+        gains, profiles = {}, {}
+        for mid, calls in self._calls.items():
+            done = [(torch.stack(c.tap).sum(), torch.stack(c.out).sum()) for c in calls if c.link and c.tap and c.out]
+            if done:
+                tap, arrived = (torch.stack(v) for v in zip(*done))
+                # a step whose output got no gradient (a padded tail), or one so small that
+                # float32 has lost its digits, says nothing about the gain
+                ok = (arrived > _TINY ** 2) & torch.isfinite(arrived) & torch.isfinite(tap)
+                logs = torch.where(ok, (torch.log10(tap) - torch.log10(arrived.clamp_min(_TINY ** 2))) / 2, 0.0)
+                gains[mid] = torch.pow(10.0, logs.sum() / ok.sum()).float()
+            profile = self._profile(calls)
+            if profile is not None:
+                profiles[mid] = profile
         for mid, items in self._logs.items():
             steps = sum(s for _, s in items)
             if steps <= 0:
                 continue
             dev = items[0][0].device
             log_sum = torch.stack([v.to(dev).float() for v, _ in items]).sum()
-            out[mid] = torch.pow(10.0, log_sum / steps)
+            gains[mid] = torch.pow(10.0, log_sum / steps)
         self._reset()
-        return out
+        return gains, profiles
+
+    @staticmethod
+    def _profile(calls: list[_Call]) -> torch.Tensor | None:
+        chains: list[list[_Call]] = []
+        for c in calls:
+            if not c.link or not chains:
+                chains.append([])
+            chains[-1].append(c)
+        chains = [ch for ch in chains if len(ch) >= 2]
+        if not chains:
+            return None
+        dev = next((c.out[0].device for ch in chains for c in ch if c.out), None)
+        if dev is None:
+            return None
+        nan = torch.tensor(float("nan"), device=dev, dtype=torch.float64)
+        norms = [torch.stack([torch.stack(c.out).sum().sqrt() if c.out else nan for c in ch]) for ch in chains]
+        if len({len(n) for n in norms}) == 1:
+            return torch.stack(norms).nanmean(0).float()
+        return max(norms, key=len).float()
 
 
 __all__ = ["RecurrenceProbe", "injecting", "input_profile", "leaf_input"]
