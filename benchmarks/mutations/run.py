@@ -37,6 +37,21 @@ class RunTimeout(Exception):
     """A run took longer than ``--timeout`` seconds."""
 
 
+def _code_version() -> str:
+    """The commit the library was at, and whether its sources had uncommitted changes."""
+    import subprocess
+
+    root = HERE.parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=root, capture_output=True,
+                               text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + (" + uncommitted changes in src/" if dirty else "")
+
+
 def _init_worker() -> None:
     import torch
 
@@ -311,10 +326,13 @@ def main(argv: list[str] | None = None) -> int:
     runs.mkdir(parents=True, exist_ok=True)
     tasks = tasks_for(args.half, args.bases, args.faults, args.fault_seeds, args.healthy_seeds, runs,
                       args.timeout, args.keep, args.cli)
-    print(f"{len(tasks)} runs, {args.jobs} at a time; scripts, logs and diagnoses in {runs}", flush=True)
+    code_version = _code_version()
+    print(f"{len(tasks)} runs, {args.jobs} at a time, gradwatch at {code_version}; "
+          f"scripts, logs and diagnoses in {runs}", flush=True)
     t0 = time.perf_counter()
     rows = []
-    with mp.get_context("spawn").Pool(args.jobs, initializer=_init_worker, maxtasksperchild=40) as pool:
+    # workers live for the whole half: every run of it sees the same gradwatch code
+    with mp.get_context("spawn").Pool(args.jobs, initializer=_init_worker) as pool:
         for i, r in enumerate(pool.imap_unordered(run_one, tasks), 1):
             rows.append(r)
             kinds = "n/a" if r.get("applicable") is False else (r.get("error") or ",".join(scoring.serious(r)) or "-")
@@ -332,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wall {wall / 60:.1f} min for {len(rows)} runs ({len(skipped)} not applicable, not run)")
     out = args.out or HERE / f"results-{args.half}.json"
     out.write_text(json.dumps({"half": args.half, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                               "summary": summary, "runs": rows}, indent=1, default=str))
+                               "gradwatch": code_version, "summary": summary, "runs": rows}, indent=1, default=str))
     print(f"results: {out}")
     return 0
 
