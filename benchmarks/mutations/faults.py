@@ -129,11 +129,13 @@ def spectral_radius(rho: float):
 
 
 def detach_inside(models, forward):
-    """Cut the graph inside each model: the output of one module is detached, so the layers
-    before it get no gradient. Of all module outputs (the model's own excluded), the cut is
-    the one that leaves closest to half of the model's parameter tensors without a gradient
-    (the later one on ties), measured with one backward per candidate."""
-    for model in models.values():
+    """Cut the graph inside the first model the base builds: the output of one module is
+    detached, so the layers before it get no gradient. Of all module outputs (the model's own
+    excluded), the cut is the one that leaves closest to half of the model's parameter tensors
+    without a gradient (the later one on ties), measured with one ``autograd.grad`` per
+    candidate. Only the first model: a GAN's discriminator cut would cut its generator off
+    entirely, which is a different bug (a model that no loss reaches)."""
+    for model in list(models.values())[:1]:
         params = [p for p in model.parameters() if p.requires_grad]
         order: list[nn.Module] = []
         hs = [m.register_forward_hook(lambda mod, a, o: order.append(mod) if mod not in order else None)
