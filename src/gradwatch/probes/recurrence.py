@@ -36,8 +36,9 @@ outside statistics steps: the hooks that call it exist only while the module pro
 What is not seen: a state passed by keyword to a cell (``cell(x, hx=h)``), a hand-written
 cell's state changed between calls by code outside it (``h = cell(x, dropout(h))``; the ``hx``
 of the standard cells is seen whatever made it), a recurrence written with raw tensor
-operations inside one module's ``forward``, and anything under ``torch.compile`` or inside a
-backward pass (activation checkpointing re-running the forward). A hand-written cell that also
+operations inside one module's ``forward``, a cell that changes its state input in place, and
+anything under ``torch.compile`` or inside a backward pass (activation checkpointing re-running
+the forward). None of these changes what the model computes. A hand-written cell that also
 returns a non-state output computed from its state input (``return self.out(h), h``) lets the
 loss entering there into its tap: its gain then reads closer to 1 in a language model.
 
