@@ -72,6 +72,17 @@ def test_a_tie_goes_to_the_mechanism_that_produces_the_other(first, second):
         assert fs[1].consequence_of == first
 
 
+def test_weights_left_unchanged_under_a_tiny_rate_follow_from_the_rate():
+    # steps below half a float's spacing round away: that is the rate, not a skipped parameter
+    fs = order_by_onset([F("parameters_not_updated", 0, severity="warning"), F("learning_rate_too_low", 0)])
+    assert [(f.kind, f.consequence_of) for f in fs] == [("learning_rate_too_low", None),
+                                                        ("parameters_not_updated", "learning_rate_too_low")]
+    # a fault of the code itself leads, whatever it distorts
+    fs = order_by_onset([F("exploding_gradients", 1), F("gradients_not_zeroed", 1)])
+    assert [(f.kind, f.consequence_of) for f in fs] == [("gradients_not_zeroed", None),
+                                                        ("exploding_gradients", "gradients_not_zeroed")]
+
+
 def test_a_cause_in_the_initial_weights_comes_before_the_learning_rate():
     # exploded gradients at init make exploded updates: the update ratio is a symptom
     fs = order_by_onset([F("learning_rate_too_high", 0), F("exploding_gradients", 0, ["init_scale_too_large"])])

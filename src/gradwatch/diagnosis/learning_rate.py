@@ -14,6 +14,8 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -113,11 +115,18 @@ def loss_trend(ctx: Context) -> dict[str, float]:
             "learned": float(real(ref - end)), "diverged": float(diverged)}
 
 
+@dataclass
 class Hot:
-    """Steps far above the band: the first such step, the hot layers' ratio, how many layers."""
+    """Steps far above the band: where they began, the hot layers' ratio, which layers of how many."""
 
-    def __init__(self, first_step: int, ratio: float, layers: list[str], of: int) -> None:
-        self.first_step, self.ratio, self.names, self.layers, self.of = first_step, ratio, layers, len(layers), of
+    first_step: int
+    ratio: float
+    names: list[str]
+    of: int
+
+    @property
+    def layers(self) -> int:
+        return len(self.names)
 
 
 def hot_steps(ctx: Context, high: float = 0.05, share: float = 0.5, before: int | None = None) -> Hot | None:
@@ -142,9 +151,8 @@ def hot_steps(ctx: Context, high: float = 0.05, share: float = 0.5, before: int 
     hot = peak[peak >= high]
     if peak.empty or len(hot) < max(1, share * len(peak)):
         return None
-    rows = (head[hot.index] >= high).sum(axis=1)
-    first = int(rows.index[np.flatnonzero(rows.to_numpy() >= max(1, share * len(peak)))[0]]) \
-        if (rows >= max(1, share * len(peak))).any() else int(head.index[0])
+    # the onset: the first measured step with a hot layer
+    first = int((head[hot.index] >= high).any(axis=1).idxmax())
     return Hot(first, float(hot.median()), list(hot.index), len(peak))
 
 

@@ -33,9 +33,10 @@ from typing import Iterable, Sequence
 
 from ..findings import Finding
 
-#: faults of the training code itself: whatever they distort comes after them
+#: faults of the training code itself, exact and produced by no setting: whatever they
+#: distort comes after them
 CODE_FAULTS = ("gradients_not_zeroed", "modules_without_optimizer", "disconnected_layers",
-               "parameters_not_updated", "unsynced_gradients")
+               "unsynced_gradients")
 
 #: on a tie of onsets, the kind that produces the other comes first
 PRECEDENCE = CODE_FAULTS + (
@@ -46,6 +47,8 @@ PRECEDENCE = CODE_FAULTS + (
     "dead_units",
     "vanishing_gradients",
     "learning_rate_too_low",
+    # a parameter left unchanged: skipped by the code, or steps below its float's resolution
+    "parameters_not_updated",
     "nonfinite",
 )
 
@@ -72,10 +75,13 @@ CAN_CAUSE: dict[str, frozenset[str]] = {
     # an exploded gradient makes an exploded update: the update ratio leaves the band too
     "exploding_gradients": frozenset(_AFTER_A_BAD_STEP + ("learning_rate_too_high",)),
     # flat tails pass no gradient; a sigmoid that rounds to 1.0 makes log(0)
-    "saturated_activations": frozenset({"vanishing_gradients", "nonfinite", "learning_rate_too_low"}),
+    "saturated_activations": frozenset({"vanishing_gradients", "nonfinite", "learning_rate_too_low",
+                                        "parameters_not_updated"}),
     "dead_units": frozenset({"vanishing_gradients", "learning_rate_too_low"}),
-    # layers without gradient take no steps
-    "vanishing_gradients": frozenset({"learning_rate_too_low"}),
+    # layers without gradient take no steps; a step below half a float's spacing at the weight
+    # rounds away, and the weight never changes
+    "vanishing_gradients": frozenset({"learning_rate_too_low", "parameters_not_updated"}),
+    "learning_rate_too_low": frozenset({"parameters_not_updated"}),
 }
 
 
@@ -89,7 +95,7 @@ def precedence(f: Finding) -> tuple[int, int]:
         >>> from gradwatch.findings import Cause, Finding
         >>> precedence(Finding("exploding_gradients", "warning", 0, [], "x",
         ...                    causes=[Cause("init_scale_too_large", "N(0, 1) weights")]))
-        (1, 7)
+        (1, 6)
     """
     rank = PRECEDENCE.index(f.kind) if f.kind in PRECEDENCE else len(PRECEDENCE)
     if f.kind in CODE_FAULTS:
