@@ -117,7 +117,12 @@ def loss_trend(ctx: Context) -> dict[str, float]:
 
 @dataclass
 class Hot:
-    """Steps far above the band: where they began, the hot layers' ratio, which layers of how many."""
+    """Steps far above the band: where they began, the hot layers' ratio, which layers of how many.
+
+    Example:
+        >>> Hot(first_step=0, ratio=0.4, names=["fc1.weight", "fc2.weight"], of=3).layers
+        2
+    """
 
     first_step: int
     ratio: float

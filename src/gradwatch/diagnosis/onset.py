@@ -203,12 +203,12 @@ def merge_into(findings: list[Finding], marker: str = "initial_scale") -> list[F
         host.causes += [c for c in f.causes if c.id not in have]
         have = {r.id for r in host.remedies}
         host.remedies += [r for r in f.remedies if r.id not in have]
-        if sev_rank(f.severity) < sev_rank(host.severity):
+        if _sev_rank(f.severity) < _sev_rank(host.severity):
             host.severity = f.severity
     return rest + out
 
 
-def sev_rank(severity: str) -> int:
+def _sev_rank(severity: str) -> int:
     """0 for critical, 1 for warning, 2 for info."""
     return {"critical": 0, "warning": 1, "info": 2}.get(severity, 3)
 

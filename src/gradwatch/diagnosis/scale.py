@@ -32,7 +32,13 @@ from .prescriptions import prescribe_all
 
 @dataclass
 class InitialScale:
-    """What the first watched step says about the network's scale (None: not measured)."""
+    """What the first watched step says about the network's scale (None: not measured).
+
+    Example:
+        >>> s = InitialScale(step=0, decades=6.1, fit=0.99, activation_growth=4.9, layers=list("abcdefghij"))
+        >>> s.too_large(), s.too_small()
+        (True, False)
+    """
 
     step: int
     loss: float | None = None
