@@ -432,3 +432,42 @@ def test_a_state_changed_in_place_after_the_cell_trains_exactly_as_without_the_p
     assert all(torch.equal(ga[k], gb[k]) for k in ga)
     assert torch.equal(va["delta"].nan_to_num(-1), vb["delta"].nan_to_num(-1))
     assert 0 < float(va["time_gain"][1]) < 1.5
+
+
+@pytest.mark.parametrize("reentrant", [False, True])
+def test_activation_checkpointing_still_trains_exactly_as_without_the_probe(reentrant):
+    # checkpointing re-runs the forward in the backward pass and insists it saves the same
+    # tensors: nothing is measured inside it
+    from torch.utils.checkpoint import checkpoint
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gru, self.cell, self.out = nn.GRU(3, 8, batch_first=True), nn.GRUCell(3, 8), nn.Linear(8, 1)
+
+        def loop(self, x):
+            h = torch.zeros(x.shape[0], 8)
+            for t in range(x.shape[1]):
+                h = self.cell(x[:, t], h)
+            return h
+
+        def forward(self, x):
+            y = checkpoint(lambda z: self.gru(z)[0][:, -1], x, use_reentrant=reentrant)
+            return self.out(y + checkpoint(self.loop, x, use_reentrant=reentrant))
+
+    def run(measure):
+        torch.manual_seed(0)
+        model, x = Net(), torch.randn(4, 6, 3, requires_grad=reentrant)
+        probe = ModuleProbe(model)
+        if not measure:
+            probe._rec.before = lambda *a: None
+            probe._rec.after = lambda *a: None
+            probe._rec.fused_state = lambda mid, m, args, kwargs: (args, kwargs)
+        probe.arm()
+        model(x).pow(2).sum().backward()
+        probe.collect()
+        probe.disarm()
+        return {n: p.grad for n, p in model.named_parameters()}
+
+    a, b = run(True), run(False)
+    assert all(torch.equal(a[k], b[k]) for k in a)

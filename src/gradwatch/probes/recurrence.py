@@ -37,8 +37,8 @@ What is not seen: a state passed by keyword to a cell (``cell(x, hx=h)``), a han
 cell's state changed between calls by code outside it (``h = cell(x, dropout(h))``; the ``hx``
 of the standard cells is seen whatever made it), a recurrence written with raw tensor
 operations inside one module's ``forward``, a cell that changes its state input in place, and
-anything under ``torch.compile`` or inside a backward pass (activation checkpointing re-running
-the forward). None of these changes what the model computes. A hand-written cell that also
+anything under ``torch.compile``, under saved-tensor hooks (``torch.utils.checkpoint``,
+``save_on_cpu``) or inside a backward pass. None of these changes what the model computes. A hand-written cell that also
 returns a non-state output computed from its state input (``return self.out(h), h``) lets the
 loss entering there into its tap: its gain then reads closer to 1 in a language model.
 
@@ -122,6 +122,23 @@ def _inside_backward() -> bool:
 def _compiling() -> bool:
     compiler = getattr(torch, "compiler", None)
     return compiler is not None and hasattr(compiler, "is_compiling") and compiler.is_compiling()
+
+
+def _saving_hooks() -> bool:
+    """Whether saved-tensor hooks are active (``torch.utils.checkpoint`` without reentry,
+    ``save_on_cpu``): checkpointing re-runs the forward in the backward pass and insists that it
+    saves the same tensors, so a measurement there would break the user's backward."""
+    top = getattr(torch._C._autograd, "_top_saved_tensors_default_hooks", None)
+    try:
+        return top is not None and top(False) is not None
+    except Exception:  # noqa: BLE001 - an older torch: assume none
+        return False
+
+
+def _blind() -> bool:
+    """Where nothing may be measured: inside a backward pass, under ``torch.compile``, or under
+    saved-tensor hooks."""
+    return _inside_backward() or _compiling() or _saving_hooks()
 
 
 class _Call:
@@ -264,12 +281,12 @@ class RecurrenceProbe:
                         where.append((i, j))
                         index.append(k)
         state = [args[i] if j is None else args[i][j] for i, j in where]
-        linked = bool(state) and _differentiable(state) and not _inside_backward() and not _compiling()
+        linked = bool(state) and _differentiable(state) and not _blind()
         cell = isinstance(module, nn.RNNCellBase)
         if not linked:
             # a standard cell's sequence starts here (its output is still measured); a
             # hand-written one's is only known to have started once its next call is fed it
-            call = _Call(link=False) if cell and not _inside_backward() and not _compiling() else None
+            call = _Call(link=False) if cell and not _blind() else None
             if call is not None:
                 self._calls[mid].append(call)
             self._pending[mid].append(call)
@@ -299,7 +316,7 @@ class RecurrenceProbe:
         """The arguments of a fused ``nn.RNN``/``LSTM``/``GRU`` call with an initial state that
         records gradients: zeros (what PyTorch uses) when none is given, a leaf copy of a state
         that records none, the caller's own otherwise. Returns ``(args, kwargs)``."""
-        if not args or not torch.is_grad_enabled() or _inside_backward() or _compiling():
+        if not args or not torch.is_grad_enabled() or _blind():
             self._pending[mid].append(None)
             return args, kwargs
         x = args[0]
