@@ -24,8 +24,8 @@ _RECREATE = ("opt = type(opt)(model.parameters(), **opt.defaults)"
 _CATALOG: dict[str, tuple[str, str]] = {
     "zero_grad_each_step": (
         "Clear the gradients once per optimizer step, before its first backward",
-        "for x, y in loader:\n    optimizer.zero_grad()          # or: for p in model.parameters(): p.grad = None\n"
-        "    loss = loss_fn(model(x), y)\n    loss.backward()\n    optimizer.step()",
+        "for x, y in batches:\n    opt.zero_grad()          # or: for p in model.parameters(): p.grad = None\n"
+        "    loss = loss_fn(model(x), y)\n    loss.backward()\n    opt.step()",
     ),
     "reconnect_graph": (
         "Keep the layers before the cut in the graph: no .detach(), torch.no_grad(), .data or NumPy round "
@@ -36,13 +36,14 @@ _CATALOG: dict[str, tuple[str, str]] = {
     ),
     "apply_the_update": (
         "Change the parameters in place (and check each param group's learning rate is above 0)",
-        "with torch.no_grad():\n    for p in model.parameters():\n        p -= lr * p.grad   # in place; "
-        "'p = p - lr * p.grad' only rebinds the name\nprint([g['lr'] for g in optimizer.param_groups])",
+        "lr = 0.1\nfor x, y in batches:\n    model.zero_grad()\n    loss_fn(model(x), y).backward()\n"
+        "    with torch.no_grad():\n        for p in model.parameters():\n"
+        "            p -= lr * p.grad   # in place: 'p = p - lr * p.grad' only rebinds the name\n"
+        "print([g['lr'] for g in opt.param_groups])   # a group at lr 0 trains nothing",
     ),
     "optimize_the_model_called": (
         "Build the optimizer over the parameters of the model you call, after any copy or re-creation",
-        "model = Net()                       # the object whose forward you call\n"
-        "optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)   # not a copy's parameters",
+        "opt = torch.optim.SGD(model.parameters(), lr=0.1)   # the model whose forward you call, not a copy",
     ),
     "use_relu_with_he_init": (
         "Replace the saturating activations by ReLU and re-initialise with He (Kaiming) init",
