@@ -37,7 +37,7 @@ What is not seen: a state passed by keyword to a cell (``cell(x, hx=h)``), a han
 cell's state changed between calls by code outside it (``h = cell(x, dropout(h))``; the ``hx``
 of the standard cells is seen whatever made it), a recurrence written with raw tensor
 operations inside one module's ``forward``, a cell that changes its state input in place, and
-anything under ``torch.compile``, under saved-tensor hooks (``torch.utils.checkpoint``,
+anything under ``torch.compile`` or a ``torch.func`` transform, under saved-tensor hooks (``torch.utils.checkpoint``,
 ``save_on_cpu``) or inside a backward pass. None of these changes what the model computes. A hand-written cell that also
 returns a non-state output computed from its state input (``return self.out(h), h``) lets the
 loss entering there into its tap: its gain then reads closer to 1 in a language model.
@@ -135,10 +135,17 @@ def _saving_hooks() -> bool:
         return False
 
 
+def _transformed() -> bool:
+    """Whether a ``torch.func`` transform (``grad``, ``vmap``) is running: autograd's own API may
+    not be used inside one."""
+    active = getattr(torch._C, "_are_functorch_transforms_active", None)
+    return active is not None and active()
+
+
 def _blind() -> bool:
-    """Where nothing may be measured: inside a backward pass, under ``torch.compile``, or under
-    saved-tensor hooks."""
-    return _inside_backward() or _compiling() or _saving_hooks()
+    """Where nothing may be measured: inside a backward pass, under ``torch.compile`` or a
+    ``torch.func`` transform, or under saved-tensor hooks."""
+    return _inside_backward() or _compiling() or _transformed() or _saving_hooks()
 
 
 class _Call:
@@ -180,7 +187,7 @@ def leaf_input(x: Any) -> Any:
         (True, None)
     """
     data = x.data if isinstance(x, PackedSequence) else x
-    if not isinstance(data, torch.Tensor) or not data.is_floating_point() or data.requires_grad:
+    if not isinstance(data, torch.Tensor) or not data.is_floating_point() or data.requires_grad or _blind():
         return None
     leaf = data.detach().requires_grad_(True)
     return x._replace(data=leaf) if isinstance(x, PackedSequence) else leaf
@@ -262,6 +269,15 @@ class RecurrenceProbe:
         gradient flowing back out of this call. Returns the arguments with the taps in, or None."""
         if isinstance(module, nn.RNNBase) or not torch.is_grad_enabled():
             return None
+        depth = len(self._pending[mid])
+        try:
+            return self._before(mid, module, args)
+        except Exception:  # noqa: BLE001 - a measurement must never break the user's training
+            del self._pending[mid][depth:]
+            self._pending[mid].append(None)
+            return None
+
+    def _before(self, mid: int, module: nn.Module, args: tuple) -> tuple | None:
         where: list[tuple[int, int | None]] = []  # (argument, element of a tuple argument)
         index: list[int] | None = None  # which of the previous call's outputs each one was
         if isinstance(module, nn.RNNCellBase):
@@ -316,6 +332,15 @@ class RecurrenceProbe:
         """The arguments of a fused ``nn.RNN``/``LSTM``/``GRU`` call with an initial state that
         records gradients: zeros (what PyTorch uses) when none is given, a leaf copy of a state
         that records none, the caller's own otherwise. Returns ``(args, kwargs)``."""
+        depth = len(self._pending[mid])
+        try:
+            return self._fused_state(mid, module, args, kwargs)
+        except Exception:  # noqa: BLE001 - a measurement must never break the user's training
+            del self._pending[mid][depth:]
+            self._pending[mid].append(None)
+            return args, kwargs
+
+    def _fused_state(self, mid: int, module: nn.RNNBase, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         if not args or not torch.is_grad_enabled() or _blind():
             self._pending[mid].append(None)
             return args, kwargs
