@@ -162,3 +162,21 @@ def test_a_hand_written_loop_over_micro_batches_is_one_step_per_update_and_not_s
     assert (run.series("update_norm").iloc[1:] > 0).all().all()
     kinds = _kinds(tmp_path)
     assert "gradients_not_zeroed" not in kinds and "parameters_not_updated" not in kinds
+
+
+def test_a_gan_whose_generator_loss_reaches_the_discriminator_before_its_zero_grad_is_not_stale(tmp_path):
+    torch.manual_seed(0)
+    G = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 16))
+    D = nn.Sequential(nn.Linear(16, 16), nn.LeakyReLU(0.2), nn.Linear(16, 1))
+    oG, oD = torch.optim.Adam(G.parameters(), 1e-3), torch.optim.Adam(D.parameters(), 1e-3)
+    bce = nn.BCEWithLogitsLoss()
+    with gw.watch(D, oD, out=tmp_path / "d", every=2, stats_budget=None):
+        for x, _ in _data(30, 16):
+            fake = G(torch.randn(16, 4))
+            D.zero_grad()  # the DCGAN order: D's .grad still holds the generator's pass until here
+            (bce(D(x), torch.ones(16, 1)) + bce(D(fake.detach()), torch.zeros(16, 1))).backward()
+            oD.step()
+            G.zero_grad()
+            bce(D(fake), torch.ones(16, 1)).backward()  # reaches D's .grad too
+            oG.step()
+    assert "gradients_not_zeroed" not in _kinds(tmp_path / "d")

@@ -277,7 +277,7 @@ class Watcher:
         # statistics steps: the gradients as they stood when this step's first backward reached
         # the parameters (zero or None unless the previous step's gradients were never cleared)
         self._prior_handles: list[Any] = []
-        self._prior: torch.Tensor | None = None
+        self._prior_readings: list[torch.Tensor] = []
 
         self.guard = Guard() if guard is True else (guard or None)
         if self.guard is not None and optimizer is None:
@@ -380,18 +380,33 @@ class Watcher:
             self._arm_prior()
 
     def _arm_prior(self) -> None:
-        """Tensor hooks on the trainable parameters: the first to fire — before the first gradient
-        of this step is accumulated into any ``.grad`` — reads every gradient as it stands."""
-        fired: list[int] = []
+        """Tensor hooks on the trainable parameters: in each backward pass of the step, the first
+        to fire — before that pass accumulates into any ``.grad`` — reads every gradient as it
+        stands. The step started clean if any pass found them clear (a GAN's generator loss may
+        reach the discriminator's ``.grad`` before its ``zero_grad()``); what is kept is the
+        reading with the least in it."""
+        in_pass: list[int] = []
+        readings: list[torch.Tensor] = []
+
+        def pass_ended():
+            in_pass.clear()
 
         def hook(grad):
-            if not fired:
-                fired.append(1)
-                self._prior = self.tensors.grad_norms()
+            if not in_pass:
+                in_pass.append(1)
+                torch.autograd.Variable._execution_engine.queue_callback(pass_ended)
+                readings.append(self.tensors.grad_norms())
             return None
 
-        self._prior = None
+        self._prior_readings = readings
         self._prior_handles = [p.register_hook(hook) for p in self._own_params if p.requires_grad]
+
+    def _least_prior(self) -> torch.Tensor | None:
+        readings, self._prior_readings = getattr(self, "_prior_readings", []), []
+        if len(readings) <= 1:
+            return readings[0] if readings else None
+        stacked = torch.stack(readings)
+        return stacked[torch.nan_to_num(stacked).square().sum(1).argmin()]  # stays on the device
 
     def _disarm_prior(self) -> None:
         for h in self._prior_handles:
@@ -512,9 +527,9 @@ class Watcher:
         grad_norm = vectors.pop("global_norm", None)
         stat = self.schedule.is_stats(self.step)
         self._disarm_prior()
-        if self._prior is not None:
-            vectors["grad_prior_norm"] = self._prior
-            self._prior = None
+        prior = self._least_prior()
+        if prior is not None:
+            vectors["grad_prior_norm"] = prior
         calls: list = []
         if stat:
             upd = self.tensors.update_norm()
