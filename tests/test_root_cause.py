@@ -274,3 +274,18 @@ def test_a_tanh_rnn_whose_recurrence_explodes_has_that_as_root_not_the_vanishing
     later = [f for f in d.findings if f.serious and f is not d.root]
     assert "vanishing_gradients" in {f.kind for f in later}
     assert all(f.consequence_of == "exploding_gradients" for f in later), [(f.kind, f.consequence_of) for f in later]
+
+
+def test_a_shallow_net_ten_times_too_large_is_read_from_its_loss_against_chance(tmp_path, digits):
+    # three hidden layers: too few to fit a growth per layer, but the logits are ~10³× too large,
+    # so the per-sample cross-entropy sits orders of magnitude above ln 10 (Adam keeps the steps in band)
+    X, y = digits
+    model = he_mlp(3)
+    with torch.no_grad():
+        for m in model:
+            if isinstance(m, nn.Linear):
+                m.weight.mul_(10.0)
+    d = record(tmp_path, model, torch.optim.Adam(model.parameters(), lr=1e-3), X, y, 20)
+    assert d.root.kind == "exploding_gradients" and d.root.first_step == 0
+    assert d.root.evidence["initial_loss_over_chance"] > 100
+    assert "init_scale_too_large" in {c.id for c in d.root.causes} and d.root.remedies[0].id == "use_he_init"

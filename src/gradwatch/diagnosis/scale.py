@@ -72,10 +72,13 @@ class InitialScale:
                 and self.fit >= min_fit)
 
     def too_large(self, orders: float = 3.0, loss_factor: float = 10.0) -> bool:
-        """The forward signal grows ≥ ``orders`` decades, or the loss is ≥ ``loss_factor``× ln C
-        while the gradient is ≥ ``orders`` decades above the unit scale."""
-        output = (self.loss_over_chance is not None and self.loss_over_chance >= loss_factor
-                  and self.grad_over_unit is not None and self.grad_over_unit >= 10 ** orders)
+        """The forward signal grows ≥ ``orders`` decades, or the per-sample loss is
+        ≥ ``loss_factor``× ln C: read per sample when the output's δ showed the reduction, else
+        only together with a gradient ≥ ``orders`` decades above the unit scale (a summed loss
+        is B× larger, and so is its gradient, but not 10^orders× for any usual batch)."""
+        far = self.loss_over_chance is not None and self.loss_over_chance >= loss_factor
+        output = far and (self.output_delta is not None
+                          or (self.grad_over_unit is not None and self.grad_over_unit >= 10 ** orders))
         return self.forward(orders, +1) or output
 
     def too_small(self, orders: float = 3.0) -> bool:
@@ -224,7 +227,8 @@ def check(ctx: Context, orders: float = 3.0, critical_orders: float = 6.0,
     if s is None:
         return []
     if s.too_large(orders, loss_factor):
-        worst = max(s.decades or 0.0, math.log10(s.grad_over_unit) if s.grad_over_unit else 0.0)
+        worst = max(s.decades or 0.0, math.log10(s.grad_over_unit) if s.grad_over_unit else 0.0,
+                    math.log10(s.loss_over_chance) if s.loss_over_chance else 0.0)
         causes = C.init_scale(ctx, "large") or [Cause("init_scale_too_large", f"measured at step {s.step}: "
                                                       f"{s.describe()}")]
         causes += C.residual_stream(ctx) + C.depth(ctx) + C.normalisation(ctx)
