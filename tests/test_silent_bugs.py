@@ -180,3 +180,18 @@ def test_a_gan_whose_generator_loss_reaches_the_discriminator_before_its_zero_gr
             bce(D(fake), torch.ones(16, 1)).backward()  # reaches D's .grad too
             oG.step()
     assert "gradients_not_zeroed" not in _kinds(tmp_path / "d")
+
+
+def test_a_watched_model_can_be_saved_whole_in_any_step(tmp_path):
+    model = nn.Sequential(nn.Linear(16, 8), nn.Tanh(), nn.GRU(8, 8, batch_first=True))
+    x = torch.randn(4, 5, 16)
+    with gw.watch(model, out=tmp_path / "run", every=1):  # statistics hooks armed on every step
+        for i in range(3):
+            out, _ = model(x)
+            model.zero_grad(); out.sum().backward()
+            with torch.no_grad():
+                for p in model.parameters():
+                    p -= 0.01 * p.grad
+            torch.save(model, tmp_path / "model.pt")  # pickles the module with its hooks
+    loaded = torch.load(tmp_path / "model.pt", weights_only=False)
+    assert torch.allclose(loaded(x)[0], model(x)[0])

@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from .guard import Guard
+from .probes.hooks import Picklable
 from .probes.model_info import describe_model, describe_optimizer
 from .probes.modules import ModuleProbe
 from .probes.tensors import TensorStats
@@ -287,8 +288,8 @@ class Watcher:
             self.add_optimizer(optimizer)
         self._describe()
         if self.optimizers == []:
-            self._manual_handles = [model.register_forward_pre_hook(self._on_root_input),
-                                    model.register_forward_hook(self._on_root_output)]
+            self._manual_handles = [model.register_forward_pre_hook(Picklable(self._on_root_input)),
+                                    model.register_forward_hook(Picklable(self._on_root_output))]
             self._mark_weights()
         _ACTIVE[model] = self
         if not _LIVE:

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from .hooks import Picklable
 from .activations import FUNCTIONAL_ACTIVATIONS, SATURATION_TAIL, activation_name, family, output_stats
 from .model_info import module_kind
 from .recurrence import RecurrenceProbe, input_profile, injecting, leaf_input
@@ -168,11 +169,12 @@ class ModuleProbe:
         if self._handles:
             return
         for mid, m in enumerate(self._mods):
-            self._handles.append(m.register_forward_pre_hook(self._make_pre(mid)))
-            self._handles.append(m.register_forward_hook(self._make_post(mid), always_call=True))
+            # Picklable: torch.save(model) in the middle of a statistics step still works
+            self._handles.append(m.register_forward_pre_hook(Picklable(self._make_pre(mid))))
+            self._handles.append(m.register_forward_hook(Picklable(self._make_post(mid)), always_call=True))
             if isinstance(m, nn.RNNBase):  # an initial state that records gradients (hx may be a keyword)
-                self._handles.append(m.register_forward_pre_hook(
-                    lambda mod, args, kwargs, mid=mid: self._rec.fused_state(mid, mod, args, kwargs),
+                self._handles.append(m.register_forward_pre_hook(Picklable(
+                    lambda mod, args, kwargs, mid=mid: self._rec.fused_state(mid, mod, args, kwargs)),
                     with_kwargs=True))
 
     def enter(self, module: nn.Module, args: tuple) -> tuple | None:
