@@ -126,8 +126,9 @@ def run(
         _fail(str(e))
     if watcher is None:
         _stderr_console().print(
-            "gradwatch: no optimizer step was watched (the script stepped none, or none that gradwatch could watch: "
-            "see above), so there is nothing to diagnose", highlight=False)
+            "gradwatch: no training step was watched: no nn.Module with trainable parameters ran with gradients "
+            "enabled, and no optimizer stepped one (tensors trained outside any nn.Module are not seen: keep "
+            "them in a module, e.g. nn.ParameterList); nothing to diagnose", highlight=False)
         raise typer.Exit(status)
     try:
         _finish(out, json_path, trial=(script, list(ctx.args), min(trial_steps, watcher.step)) if trial else None)
