@@ -138,6 +138,7 @@ def run(cmd: list[str], cwd: Path, timeout: float) -> Run:
 
 def error_line(stderr: str) -> str:
     """The last ``SomeError: message`` line of a traceback in ``stderr`` (else its last line)."""
+    stderr = re.sub(r"\x1b\[[0-9;]*m", "", stderr)  # terminal colours
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
     errors = [ln for ln in lines if re.match(r"^[\w.]*(Error|Exception|Interrupt)\b.*", ln)]
     return (errors or lines or ["(no stderr)"])[-1][:300]
