@@ -195,3 +195,19 @@ def test_a_watched_model_can_be_saved_whole_in_any_step(tmp_path):
             torch.save(model, tmp_path / "model.pt")  # pickles the module with its hooks
     loaded = torch.load(tmp_path / "model.pt", weights_only=False)
     assert torch.allclose(loaded(x)[0], model(x)[0])
+
+
+def test_updates_too_small_to_represent_are_not_a_code_fault(tmp_path):
+    # lr·|g| far below the float spacing of weights of size 1e3: every step rounds away, as
+    # under a vanishing gradient or a rate far too small (their own rules' business)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 32), nn.Tanh(), nn.Linear(32, 4))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(1e3) if p.dim() == 1 else p.normal_(0, 1e3)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-9)
+    with gw.watch(model, opt, out=tmp_path, every=2, stats_budget=None):
+        for x, y in _data(20):
+            opt.zero_grad(); nn.functional.cross_entropy(model(x), y).backward(); opt.step()
+    assert (gw.load(tmp_path).series("update_norm") == 0).all().all()
+    assert "parameters_not_updated" not in _kinds(tmp_path)

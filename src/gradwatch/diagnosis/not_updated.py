@@ -47,7 +47,7 @@ def check(ctx: Context, min_steps: int = 2) -> list[Finding]:
         loose = [c for c in still if c in outside]
         if foreign and still and len(still) == len(trainable):
             out.append(_without_optimizer(ctx, still, foreign, steps=int(upd.index[0]), whole=True))
-        elif held_still:
+        elif held_still and _a_fault_not_rounding(ctx, held_still, trainable, outside, upd.index):
             lr0 = _zero_lr(ctx)
             because = ("a param group's learning rate is 0" if lr0 else
                        "no optimizer steps them: the update written by hand does not change the tensors "
@@ -68,6 +68,39 @@ def check(ctx: Context, min_steps: int = 2) -> list[Finding]:
             out.append(_without_optimizer(ctx, loose, foreign, steps=int(upd.index[0]),
                                           whole=len(loose) == len(trainable)))
     return out
+
+
+def _a_fault_not_rounding(ctx: Context, still: list[str], trainable: list[str], outside: set[str],
+                          steps) -> bool:
+    """Whether unchanged parameters are a fault of the code rather than updates too small to be
+    represented. A step below half the float spacing of a weight rounds away — a gradient that
+    vanished, a rate far too small: their own rules speak of those. So: part of the model left
+    unchanged counts only where a param group's rate is 0; all of it, only where the largest
+    entry's plain gradient step lr·max|g| would exceed the spacing of the weights (ε·‖w‖ bounds
+    the spacing of every entry) — or where no optimizer makes the steps (no rate to judge by)."""
+    held = [c for c in trainable if c not in outside]
+    if len(still) < len(held):
+        return _zero_lr(ctx)
+    rates = [x for v in ctx.steps["lr"].dropna().tail(1) for x in (v if isinstance(v, list) else [])] \
+        if "lr" in ctx.steps else []
+    if not ctx.model.get("optimizers") or not rates:
+        return True
+    gmax = ctx.run.series("grad_max").reindex(index=steps, columns=still).to_numpy(dtype=float)
+    wnorm = ctx.run.series("weight_norm").reindex(index=steps, columns=still).to_numpy(dtype=float)
+    dtypes = dict(zip(ctx.run.params["name"], ctx.run.params["dtype"]))
+    eps = np.array([_eps(dtypes.get(c, "float32")) for c in still])
+    with np.errstate(invalid="ignore"):
+        visible = max(rates) * gmax > eps[None, :] * wnorm
+    return bool(np.nanmax(visible, initial=False))
+
+
+def _eps(dtype: str) -> float:
+    import torch
+
+    try:
+        return float(torch.finfo(getattr(torch, dtype)).eps)
+    except (AttributeError, TypeError):
+        return float(np.finfo(np.float32).eps)
 
 
 def _without_optimizer(ctx: Context, names: list[str], foreign: dict | None, steps: int, whole: bool) -> Finding:
