@@ -119,7 +119,9 @@ class Run:
         return upd.loc[common] / w.loc[common].where(w.loc[common] > 0)
 
     def calls(self):
-        """Gradient norm at the output of each call, for modules called several times per step.
+        """Gradient norms per time step of a recurrent module (‖∂L/∂s_t‖ at a cell's state, NaN
+        where none arrived; ‖∂L/∂x_t‖ at a fused RNN's input), and per call of other modules
+        called several times per step.
 
         Returns a long DataFrame with columns ``step``, ``module``, ``call`` (0 = first call in
         the forward pass), ``delta``.

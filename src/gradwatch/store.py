@@ -19,8 +19,9 @@ Schema (``SCHEMA_VERSION`` 1; every value is plain data, nothing is pickled):
     so a 1e-30 norm survives, with ~3 significant digits; ``float32`` on request).
     Metrics indexed by parameter id: ``PARAM_METRICS``; by module id: ``MODULE_METRICS``.
 ``calls(step, module, data)``
-    For a module called several times in one step (an RNN cell in a time loop), the gradient
-    norm at its output for every call, in call order.
+    Per time step of a recurrent module: ‖∂L/∂s_t‖ at a cell's state (mean over the step's
+    sequences; NaN where none arrived), ‖∂L/∂x_t‖ at a fused RNN's input; per call, in call
+    order, for other modules called several times in one step.
 ``events(id, step, kind, detail)``
     Anything that happens once: guard actions, clipping, warnings; ``detail`` is JSON.
 
