@@ -142,4 +142,6 @@ def test_a_remedy_measured_in_a_combination_says_how_to_apply_all_of_it(bare_run
     page = html.unescape(render_html(bare_run, d))
     assert "(as use_he_init+increase_lr)" in page
     assert "gradwatch run --remedy use_he_init+increase_lr train.py" in page
-    assert page.count("gradwatch run --remedy") == 1  # only where a combination was measured
+    # only where a combination was measured (the lead section repeats the root's first fix)
+    assert page.count("gradwatch run --remedy") == page.count("gradwatch run --remedy use_he_init+increase_lr")
+    assert page.index('id="root-cause"') < page.index("(as use_he_init+increase_lr)")  # the lead comes first

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .figures import Rendered, render_figures
 from .format import count_by_severity, fmt_trial, remedy_code, sorted_findings
-from .html_sections import compare_section, run_section
+from .html_sections import compare_section, consequence_note, root_cause_section, run_section
 from .htmlkit import code, esc, kv_table, layer_list
 from .style import CSS
 
@@ -45,6 +45,7 @@ def render_html(run, diagnosis, compare=None, title: str | None = None) -> str:
     body = [
         _header(run, diagnosis, title),
         _verdict(diagnosis),
+        root_cause_section(diagnosis),
         _findings(diagnosis),
         compare_section(run, diagnosis, compare) if compare is not None else "",
         _figures(figures),
@@ -121,7 +122,7 @@ def _finding(i: int, f) -> str:
     out = [f'<article class="finding sev-{sev}" id="finding-{i}"><header>'
            f'<span class="badge">{sev}</span><h3>{esc(human)}</h3><span class="kind">{esc(f.kind)}</span>'
            f'<span class="when">from step {esc(f.first_step)}</span></header>',
-           f'<p class="summary">{esc(f.summary)}</p>']
+           f'<p class="summary">{esc(f.summary)}</p>', consequence_note(f)]
     if f.layers:
         word = "layers" if len(f.layers) > 1 else "layer"
         out.append(f'<p class="layers">{word} {layer_list(list(f.layers))}</p>')

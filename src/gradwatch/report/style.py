@@ -50,6 +50,7 @@ a { color: var(--info); }
 .kind { color: var(--muted); font-family: var(--mono); font-size: 12.5px; }
 .when { margin-left: auto; color: var(--muted); font-size: 13.5px; }
 .summary { font-size: 16px; margin: 10px 0 4px; overflow-wrap: anywhere; }
+.follows { color: var(--muted); font-size: 14px; margin: 2px 0 8px; }
 .layers { margin: 6px 0 0; font-size: 13.5px; color: var(--muted); }
 .layers code { color: var(--ink); }
 .layers details { display: inline; }
