@@ -48,3 +48,10 @@ class Picklable:
 
     def __reduce__(self):
         return (Inert, ())
+
+
+# torch.load(weights_only=True), the default, refuses classes it does not know: a model saved
+# whole while watched loads wherever gradwatch is importable
+import torch.serialization  # noqa: E402
+
+torch.serialization.add_safe_globals([Inert])
