@@ -454,8 +454,8 @@ class Watcher:
 
     def _on_root_output(self, module, args, output) -> None:
         # no optimizer: the step ends when the backward pass through the model ends
-        out = output if isinstance(output, torch.Tensor) else None
-        if out is None or not out.requires_grad or not torch.is_grad_enabled():
+        out = _first_grad_tensor(output)  # (output, hidden), a dict of outputs: the first that trains
+        if out is None or not torch.is_grad_enabled():
             return
 
         def hook(grad):
@@ -777,6 +777,15 @@ def _validate_model(model: Any) -> None:
             "every parameter of the model is frozen (requires_grad=False); nothing trains, so "
             "there is nothing to watch — unfreeze the layers you train"
         )
+
+
+def _first_grad_tensor(output: Any) -> torch.Tensor | None:
+    """The first tensor that records gradients in a module's output (a tensor, a tuple or list,
+    a dict such as a Hugging Face ModelOutput), or None."""
+    if isinstance(output, torch.Tensor):
+        return output if output.requires_grad else None
+    items = output.values() if isinstance(output, dict) else output if isinstance(output, (tuple, list)) else ()
+    return next((t for t in items if isinstance(t, torch.Tensor) and t.requires_grad), None)
 
 
 def _measure_after_closure(watcher: Watcher, args, kwargs):
