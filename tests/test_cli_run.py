@@ -168,3 +168,16 @@ def test_an_optimizer_over_several_parts_is_watched_under_the_scripts_names(tmp_
         return
     names = set(load(tmp_path / "rundir").params.name)
     assert names == {"encoder.0.weight", "encoder.0.bias", "decoder.weight", "decoder.bias"}
+
+
+def test_a_script_that_trains_nothing_says_so_instead_of_healthy(tmp_path):
+    s = script(tmp_path, """
+        import torch
+        from torch import nn
+        model = nn.Linear(3, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        print(model(torch.randn(2, 3)).shape)   # a forward, never a backward or a step
+    """)
+    r = run(["run", "--out", "r", "--json", "d.json", str(s)], tmp_path)
+    assert r.returncode == 0 and "no training step completed" in r.stderr
+    assert "healthy" not in r.stderr and not (tmp_path / "d.json").exists()

@@ -130,6 +130,12 @@ def run(
             "enabled, and no optimizer stepped one (tensors trained outside any nn.Module are not seen: keep "
             "them in a module, e.g. nn.ParameterList); nothing to diagnose", highlight=False)
         raise typer.Exit(status)
+    if watcher.step == 0:
+        _stderr_console().print(
+            f"gradwatch: {type(watcher.model).__name__} was watched but no training step completed "
+            f"(no backward pass through it{', no optimizer step' if watcher.optimizers else ''}); "
+            "nothing to diagnose", highlight=False)
+        raise typer.Exit(status)
     try:
         _finish(out, json_path, trial=(script, list(ctx.args), min(trial_steps, watcher.step)) if trial else None)
     except Exception as e:  # noqa: BLE001 - the script's status matters more than ours
