@@ -134,7 +134,7 @@ class AutoWatch:
     def _attach_at_forward(self, module: nn.Module, args: tuple):
         """Watch ``module`` from this, its first training call, with the optimizers that hold its
         parameters. Returns the forward's arguments as the watcher's probe replaced them (or None)."""
-        params = [p for p in module.parameters()]
+        params = list(module.parameters())
         if not any(p.requires_grad for p in params):
             self._declined.add(module)
             return None
@@ -165,18 +165,26 @@ class AutoWatch:
             print(f"gradwatch: this model is not watched: {e}", file=sys.stderr)
             return None
         self._release_first_loss()
+        # without an optimizer step to stop at, a step budget is kept at the model's calls
+        self._adopt(watcher, args, keep_module_hooks=self.max_steps is not None)
+        return watcher.probe.enter(root, args) if root is module else None
+
+    def _adopt(self, watcher: Watcher, first_args: tuple | None, keep_module_hooks: bool = False) -> None:
+        """Make ``watcher`` the run's: describe what only a forward pass shows from the first
+        batch, hold no batch any longer, and drop the global module hooks unless a model remedy or
+        ``keep_module_hooks`` still needs the top-level calls."""
         self.watcher = watcher
         self._first_args = weakref.WeakKeyDictionary()
-        self._tracing = True
-        try:
-            watcher.describe_forward(*args)  # residual blocks written in forward()
-        except Exception:  # noqa: BLE001 - a forward that cannot be traced on a copy is not described
-            pass
-        finally:
-            self._tracing = False
-        if not self.model_remedy and self.max_steps is None:
+        if first_args is not None:
+            self._tracing = True
+            try:
+                watcher.describe_forward(*first_args)  # residual blocks written in forward()
+            except Exception:  # noqa: BLE001 - a forward that cannot be traced on a copy is not described
+                pass
+            finally:
+                self._tracing = False
+        if not self.model_remedy and not keep_module_hooks:
             self._remove_module_hooks()
-        return watcher.probe.enter(root, args) if root is module else None
 
     def _post(self, module, args, output):
         if self._tracing:
@@ -209,10 +217,9 @@ class AutoWatch:
             self._ignored.add(optimizer)
             names = sorted({type(m).__name__ for m in _live_modules()
                             if any(id(p) in params for p in m.parameters(recurse=False))})
-            w.event("foreign_optimizer", {
-                "optimizer": type(optimizer).__name__, "parameters": len(params), "modules": names[:8],
-                "reason": f"a {type(optimizer).__name__} steps parameters of none of the watched "
-                          f"{type(w.model).__name__}'s modules"})
+            _note_foreign_optimizer(w, optimizer, len(params), names,
+                                    f"a {type(optimizer).__name__} steps parameters of none of the watched "
+                                    f"{type(w.model).__name__}'s modules")
             print(f"gradwatch: a {type(optimizer).__name__} steps parameters outside the watched "
                   f"{type(w.model).__name__}; not watched", file=sys.stderr)
             return
@@ -231,27 +238,16 @@ class AutoWatch:
                 print(f"gradwatch: this optimizer is not watched: {e}", file=sys.stderr)
                 return
             first_loss = self._release_first_loss()
-            self.watcher = watcher
-            called = [m for m in self._roots if m is not root and any(p.requires_grad for p in m.parameters())
-                      and not any(c is m for c in root.modules())]
-            if self._roots and not any(m is root or any(c is m for c in root.modules()) for m in self._roots) and called:
-                watcher.event("foreign_optimizer", {  # the modules called are not the ones it trains
-                    "optimizer": type(optimizer).__name__, "parameters": len(params),
-                    "modules": sorted({_script_name(m) for m in called})[:8],
-                    "reason": f"the {type(optimizer).__name__} steps {_script_name(root)}, which is never called, "
-                              f"while {', '.join(sorted({_script_name(m) for m in called})[:3])} run"})
+            if not any(any(c is m for c in root.modules()) for m in self._roots):
+                # the modules called are not the ones it trains: an optimizer over a copy
+                called = sorted({_script_name(m) for m in self._roots if any(p.requires_grad for p in m.parameters())})
+                if called:
+                    _note_foreign_optimizer(watcher, optimizer, len(params), called,
+                                            f"the {type(optimizer).__name__} steps {_script_name(root)}, which is "
+                                            f"never called, while {', '.join(called[:3])} run")
             if first_loss is not None:
-                self.watcher._saw_loss(first_loss)
-            first_args = self._first_args.get(root)
-            self._first_args = weakref.WeakKeyDictionary()  # the batches are not held any longer
-            if first_args is not None:
-                self._tracing = True
-                try:
-                    self.watcher.describe_forward(*first_args)  # residual blocks written in forward()
-                finally:
-                    self._tracing = False
-            if not self.model_remedy:  # a model remedy still needs to see top-level calls
-                self._remove_module_hooks()
+                watcher._saw_loss(first_loss)
+            self._adopt(watcher, self._first_args.get(root))
         elif params <= set(w._param_ids):
             try:
                 w.add_optimizer(optimizer)
@@ -303,6 +299,13 @@ class AutoWatch:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _note_foreign_optimizer(watcher: Watcher, optimizer: torch.optim.Optimizer, n_params: int,
+                            modules: list[str], reason: str) -> None:
+    """The ``foreign_optimizer`` event the diagnosis reads (modules_without_optimizer)."""
+    watcher.event("foreign_optimizer", {"optimizer": type(optimizer).__name__, "parameters": n_params,
+                                        "modules": modules[:8], "reason": reason})
 
 
 def _script_name(module: nn.Module) -> str:

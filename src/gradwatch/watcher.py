@@ -269,10 +269,11 @@ class Watcher:
         self._in_backward = False
         self._closed = False
         # without an optimizer a step is a backward pass, then the hand-written update: it ends
-        # when the model is called again (or the next backward starts), so the update is measured
+        # once sampled weights moved (checked at the next call or backward), so the update is measured
         self._awaiting_update = False
         self._manual_handles: list[Any] = []
-        self._marks: list[torch.Tensor] = []  # a few sampled weights: did the hand-written update happen?
+        self._marked: list[torch.Tensor] = []  # a few weights, sampled: did the hand-written update happen?
+        self._marks: list[torch.Tensor] = []
         self._ever_moved = False
         self._waited = 0
         # statistics steps: the gradients as they stood when this step's first backward reached
@@ -403,7 +404,7 @@ class Watcher:
         self._prior_handles = [p.register_hook(hook) for p in self._own_params if p.requires_grad]
 
     def _least_prior(self) -> torch.Tensor | None:
-        readings, self._prior_readings = getattr(self, "_prior_readings", []), []
+        readings, self._prior_readings = self._prior_readings, []
         if len(readings) <= 1:
             return readings[0] if readings else None
         stacked = torch.stack(readings)
@@ -504,21 +505,14 @@ class Watcher:
     def _mark_weights(self) -> None:
         trained = [p for p in self._own_params if p.requires_grad and p.numel()]
         picks = {0, len(trained) // 3, 2 * len(trained) // 3, len(trained) - 1} if trained else set()
-        self._marks = []
         self._marked = [trained[i] for i in sorted(picks)]
-        for p in self._marked:
-            flat = p.detach().reshape(-1)
-            self._marks.append(flat[::max(1, flat.numel() // 64)].clone())
+        self._marks = [_sample(p).clone() for p in self._marked]
 
     @torch.no_grad()
     def _weights_moved(self) -> bool:
         if not self._marks:
             return True
-        for p, mark in zip(self._marked, self._marks):
-            flat = p.detach().reshape(-1)
-            if not torch.equal(flat[::max(1, flat.numel() // 64)], mark):
-                return True
-        return False
+        return any(not torch.equal(_sample(p), mark) for p, mark in zip(self._marked, self._marks))
 
     def _end_step(self) -> None:
         if self._closed:
@@ -777,6 +771,12 @@ def _validate_model(model: Any) -> None:
             "every parameter of the model is frozen (requires_grad=False); nothing trains, so "
             "there is nothing to watch — unfreeze the layers you train"
         )
+
+
+def _sample(p: torch.Tensor, n: int = 64) -> torch.Tensor:
+    """About ``n`` entries spread evenly over a tensor (a view: no copy)."""
+    flat = p.detach().reshape(-1)
+    return flat[::max(1, flat.numel() // n)]
 
 
 def _first_grad_tensor(output: Any) -> torch.Tensor | None:

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from ..findings import Cause, Finding
 from .context import Context
@@ -95,8 +96,6 @@ def _a_fault_not_rounding(ctx: Context, still: list[str], trainable: list[str], 
 
 
 def _eps(dtype: str) -> float:
-    import torch
-
     try:
         return float(torch.finfo(getattr(torch, dtype)).eps)
     except (AttributeError, TypeError):
