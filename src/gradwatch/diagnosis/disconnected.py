@@ -38,11 +38,11 @@ def check(ctx: Context, min_steps: int = 2) -> list[Finding]:
     owner = dict(zip(ctx.run.params["name"], ctx.run.params["module"]))
     calls = ctx.run.series("calls")
     ran = {m for m in calls.columns if np.nanmax(calls[m].to_numpy(dtype=float), initial=0.0) > 0}
-    cut_modules = sorted({owner.get(n, "") for n in never if owner.get(n, "") in ran}, key=_order(ctx, calls))
+    cut_modules = sorted({owner.get(n, "") for n in never if owner.get(n, "") in ran}, key=_order(ctx))
     if not cut_modules:
         return []  # held but never called: unused layers, not a cut
     names = [n for n in never if owner.get(n, "") in cut_modules]
-    after = _first_with_gradient_after(ctx, calls, cut_modules[-1], has_grad, owner)
+    after = _first_with_gradient_after(ctx, cut_modules[-1], has_grad, owner)
     where = f"; the gradient stops at the input of {after!r}" if after else ""
     share = len(names) / max(1, len(_trained(ctx)))
     return [Finding(
@@ -65,16 +65,17 @@ def _trained(ctx: Context) -> set[str]:
     return {n for n in ctx.run.params["name"] if n not in frozen and n not in outside}
 
 
-def _order(ctx: Context, calls: pd.DataFrame):
+def _order(ctx: Context):
+    """A sort key: a module's place in the forward pass (last measured step; unknown ones last)."""
     order = ctx.run.series("order")
     last = order.iloc[-1] if len(order) else pd.Series(dtype=float)
     return lambda m: float(last.get(m, np.inf)) if np.isfinite(last.get(m, np.inf)) else np.inf
 
 
-def _first_with_gradient_after(ctx: Context, calls: pd.DataFrame, module: str, has_grad: pd.DataFrame,
+def _first_with_gradient_after(ctx: Context, module: str, has_grad: pd.DataFrame,
                                owner: dict[str, str]) -> str | None:
     """The first module after ``module`` in the forward order whose own parameters get a gradient."""
-    key = _order(ctx, calls)
+    key = _order(ctx)
     start = key(module)
     got = {owner.get(n, "") for n in has_grad.columns if has_grad[n].any()}
     later = sorted((m for m in got if key(m) > start and m), key=key)
