@@ -19,23 +19,26 @@ from __future__ import annotations
 from ..findings import Finding
 from . import causes as C
 from .context import Context
-from .flow import across_layers, step_over_step, steps_to, through_time, time_evidence
+from .flow import layer_span, step_over_step, steps_to, through_time, time_evidence
 from .prescriptions import prescribe_all
 
 
 def check(ctx: Context, warn_orders: float = 3.0, critical_orders: float = 6.0,
-          step_orders: float = 3.0) -> list[Finding]:
-    """Flag growth of ≥ ``warn_orders`` decades across layers or time, or ``step_orders`` over steps."""
+          step_orders: float = 3.0, first_step_orders: float = 2.0) -> list[Finding]:
+    """Flag growth of ≥ ``warn_orders`` decades across layers or time (across layers also
+    ≥ ``first_step_orders`` by a steady factor per layer at the first step), or ``step_orders``
+    over steps."""
     out = []
-    span = across_layers(ctx)
-    if span is not None and span.log10_ratio >= warn_orders:
+    span = layer_span(ctx, +1, warn_orders, first_step_orders)
+    if span is not None:
         sev = "critical" if span.log10_ratio >= critical_orders else "warning"
         causes = C.residual_stream(ctx) + C.init_scale(ctx, "large") + C.depth(ctx) + C.normalisation(ctx)
         out.append(Finding(
             kind="exploding_gradients", severity=sev, first_step=span.first_step, layers=span.layers,
-            summary=(f"gradients grow {10 ** span.log10_ratio:.1e}× from the output layer to the first layer; "
-                     "the first layers take steps far too large for their weights"),
+            summary=(f"gradients grow {10 ** span.log10_ratio:.1e}× from the output layer to the first layer "
+                     f"({span.describe()}); the first layers take steps far too large for their weights"),
             evidence={"grad_ratio_first_to_last": 10 ** span.log10_ratio, "measured": span.source,
+                      "read_at": "first step" if span.first_step_only else "median of the measured steps",
                       "healthy_band": "within ~100× across layers", "profile_input_to_output": span.profile},
             causes=causes,
             remedies=prescribe_all((["fixup_init"] if C.residual_stream(ctx) else [])

@@ -25,6 +25,14 @@ class FlowSpan:
     first_step: int
     layers: list[str] = field(default_factory=list)  # where the signal is weakest/strongest
     profile: list[float] = field(default_factory=list)
+    #: read at the first step only (the init's steady per-layer gain), not over the run
+    first_step_only: bool = False
+
+    def describe(self) -> str:
+        """Where the reading was taken and its per-layer factor, for a finding's summary."""
+        per_layer = 10 ** (abs(self.log10_ratio) / max(1, len(self.profile) - 1))
+        when = "at the first step, " if self.first_step_only else ""
+        return f"{when}≈{per_layer:.2g}× per layer"
 
 
 def across_layers(ctx: Context, min_layers: int = 3) -> FlowSpan | None:
@@ -49,6 +57,59 @@ def across_layers(ctx: Context, min_layers: int = 3) -> FlowSpan | None:
     far = [n for n, v in zip(names, prof) if abs(np.log10(v) - np.log10(top)) >= 3]
     first_step = _first_step_beyond(d, names, sign=np.sign(ratio))
     return FlowSpan(ratio, source, first_step, far, [float(v) for v in prof])
+
+
+def at_first_step(ctx: Context, min_layers: int = 3, min_fit: float = 0.9) -> FlowSpan | None:
+    """δ across the weight layers at the first watched step, when it changes by a steady
+    factor per layer (log10 δ linear in the layer's position, R² ≥ ``min_fit``); else None.
+
+    The initial weights set a per-layer gain (He et al. 2015: ½·n·Var[w] for ReLU, 1 at the
+    critical scale), so an init off by a constant factor makes δ fall or grow geometrically
+    with depth at the first step, before the optimizer has moved anything. Adam then rescales
+    such weights within tens of steps, and the median over the run no longer shows it; the first
+    step does. Weight gradients cannot: ∂L/∂W_l = δ_l·a_{l−1}ᵀ, and a forward signal that
+    shrinks layer by layer cancels a δ that shrinks the other way. Only δ is read.
+
+    Example:
+        >>> # at_first_step(ctx) -> FlowSpan(log10_ratio=-3.0, ...)  # a ReLU MLP with weights ÷10
+    """
+    d = ctx.delta_profile()
+    if d.shape[1] < min_layers or d.shape[0] == 0:
+        return None
+    row = d.iloc[0].to_numpy(dtype=float)
+    ok = np.isfinite(row) & (row > 0)
+    if ok.sum() < min_layers:
+        return None
+    logs = np.log10(row[ok])
+    x = np.arange(logs.size, dtype=float)
+    slope, icept = np.polyfit(x, logs, 1)
+    total = float(np.sum((logs - logs.mean()) ** 2))
+    fit = 1.0 - float(np.sum((logs - (slope * x + icept)) ** 2)) / total if total > 0 else 0.0
+    if fit < min_fit:
+        return None
+    names = [c for c, k in zip(d.columns, ok) if k]
+    ratio = float(logs[0] - logs[-1])
+    far = [n for n, v in zip(names, logs) if abs(v - logs[-1]) >= 2]
+    return FlowSpan(ratio, "delta", int(d.index[0]), far, [float(v) for v in row[ok]])
+
+
+def layer_span(ctx: Context, sign: int, orders: float = 3.0, first_step_orders: float = 2.0) -> FlowSpan | None:
+    """The across-layers reading that crosses its threshold in direction ``sign`` (−1 vanishing,
+    +1 exploding): the median over the measured steps at ≥ ``orders`` decades, else the first
+    step's steady per-layer change at ≥ ``first_step_orders`` (outside the healthy band of 100×,
+    see :func:`at_first_step`); None when neither does. ``FlowSpan.first_step_only`` says which.
+
+    Example:
+        >>> # layer_span(ctx, -1).log10_ratio  # -3.0: δ 1000× smaller at the first layer
+    """
+    span = across_layers(ctx)
+    if span is not None and sign * span.log10_ratio >= orders:
+        return span
+    span = at_first_step(ctx)
+    if span is not None and sign * span.log10_ratio >= first_step_orders:
+        span.first_step_only = True
+        return span
+    return None
 
 
 def _first_step_beyond(d: pd.DataFrame, names: list[str], sign: float, orders: float = 3.0) -> int:

@@ -3,8 +3,9 @@ against the healthy band around 1e-3 (Karpathy), read together with the loss.
 
 Mechanism: ‖Δw‖/‖w‖ is the fraction of a weight that one step rewrites. Near 1e-3 a layer
 learns steadily; at ~1e-1 and above each step overwrites a large part of what was learned, and
-the loss spikes, stalls or diverges; far below the band (≤ 1e-5) with a flat loss, steps are
-too small to move the weights while the gradients themselves are fine. A loss change is
+the loss spikes, stalls or diverges; below the band's lower edge (1e-4) on every layer with a
+loss that did not learn, steps are too small to move the weights while the gradients themselves
+are fine: at 1e-5 a run of a thousand steps rewrites at most 1 % of any weight. A loss change is
 judged against the loss's own minibatch noise, and against the most the steps could change it
 (a rise of a noisy loss is no divergence when the weights barely moved).
 
@@ -221,7 +222,7 @@ def _rose_before_nan(ctx: Context, nan: int, blow_up: float) -> list[Finding]:
         causes=C.learning_rate(ctx), remedies=prescribe_all(["reduce_lr", "clip_grad_norm", "add_warmup"], ctx))]
 
 
-def check_low(ctx: Context, low: float = 1e-5, min_improvement: float = 0.05,
+def check_low(ctx: Context, low: float = 1e-4, min_improvement: float = 0.05,
               flow_orders: float = 3.0) -> list[Finding]:
     """Flag update ratios ≤ ``low`` on every layer, the output layer included, with a flat loss,
     while the gradient flow itself is healthy (within ``flow_orders`` decades across layers)."""

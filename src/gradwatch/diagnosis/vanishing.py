@@ -23,15 +23,18 @@ from __future__ import annotations
 from ..findings import Finding
 from . import causes as C
 from .context import Context
-from .flow import STARVED_FLOOR, across_layers, steps_to, through_time, time_evidence
+from .flow import STARVED_FLOOR, layer_span, steps_to, through_time, time_evidence
 from .prescriptions import prescribe_all
 
 
-def check(ctx: Context, warn_orders: float = 3.0, critical_orders: float = 6.0) -> list[Finding]:
-    """Flag δ shrinking ≥ ``warn_orders`` decades input-ward (critical at ``critical_orders``)."""
+def check(ctx: Context, warn_orders: float = 3.0, critical_orders: float = 6.0,
+          first_step_orders: float = 2.0) -> list[Finding]:
+    """Flag δ shrinking ≥ ``warn_orders`` decades input-ward at the median of the measured steps,
+    or ≥ ``first_step_orders`` (outside the healthy band of 100×) by a steady factor per layer at
+    the first step (critical at ``critical_orders``)."""
     out = []
-    span = across_layers(ctx)
-    if span is not None and -span.log10_ratio >= warn_orders:
+    span = layer_span(ctx, -1, warn_orders, first_step_orders)
+    if span is not None:
         sev = "critical" if -span.log10_ratio >= critical_orders else "warning"
         causes = (C.saturating_activations(ctx) + C.init_scale(ctx, "small") + C.depth(ctx)
                   + C.normalisation(ctx) + C.residual(ctx))
@@ -45,9 +48,11 @@ def check(ctx: Context, warn_orders: float = 3.0, critical_orders: float = 6.0) 
         what = "δ (∂L/∂h)" if span.source == "delta" else "weight gradients"
         out.append(Finding(
             kind="vanishing_gradients", severity=sev, first_step=span.first_step, layers=span.layers,
-            summary=(f"{what} shrink {10 ** -span.log10_ratio:.1e}× from the output layer to the first layer; "
-                     f"{len(span.layers)} layer(s) get under 1/1000 of the output's gradient and barely learn"),
+            summary=(f"{what} shrink {10 ** -span.log10_ratio:.1e}× from the output layer to the first layer "
+                     f"({span.describe()}); {len(span.layers)} layer(s) get under "
+                     f"1/{100 if span.first_step_only else 1000} of the output's gradient and barely learn"),
             evidence={"grad_ratio_first_to_last": 10 ** span.log10_ratio, "measured": span.source,
+                      "read_at": "first step" if span.first_step_only else "median of the measured steps",
                       "healthy_band": "within ~100× across layers", "profile_input_to_output": span.profile},
             causes=causes, remedies=prescribe_all(remedies, ctx)))
     for t in through_time(ctx):
