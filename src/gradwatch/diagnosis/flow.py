@@ -59,16 +59,20 @@ def across_layers(ctx: Context, min_layers: int = 3) -> FlowSpan | None:
     return FlowSpan(ratio, source, first_step, far, [float(v) for v in prof])
 
 
-def at_first_step(ctx: Context, min_layers: int = 3, min_fit: float = 0.9) -> FlowSpan | None:
+def at_first_step(ctx: Context, min_layers: int = 3, spread: float = 2.0) -> FlowSpan | None:
     """δ across the weight layers at the first watched step, when it changes by a steady
-    factor per layer (log10 δ linear in the layer's position, R² ≥ ``min_fit``); else None.
+    factor per layer: every layer in the same direction, the largest change (in decades) at most
+    ``spread``× the smallest; else None.
 
     The initial weights set a per-layer gain (He et al. 2015: ½·n·Var[w] for ReLU, 1 at the
     critical scale), so an init off by a constant factor makes δ fall or grow geometrically
     with depth at the first step, before the optimizer has moved anything. Adam then rescales
     such weights within tens of steps, and the median over the run no longer shows it; the first
-    step does. Weight gradients cannot: ∂L/∂W_l = δ_l·a_{l−1}ᵀ, and a forward signal that
-    shrinks layer by layer cancels a δ that shrinks the other way. Only δ is read.
+    step does. One large change among small ones has another cause — an average pool over T
+    positions divides δ's norm by √T while the weight gradient, a sum over those positions, keeps
+    its scale — and is not read as the init's gain. Weight gradients cannot show that gain:
+    ∂L/∂W_l = δ_l·a_{l−1}ᵀ, and a forward signal that shrinks layer by layer cancels a δ that
+    shrinks the other way. Only δ is read.
 
     Example:
         >>> # at_first_step(ctx) -> FlowSpan(log10_ratio=-3.0, ...)  # a ReLU MLP with weights ÷10
@@ -81,11 +85,9 @@ def at_first_step(ctx: Context, min_layers: int = 3, min_fit: float = 0.9) -> Fl
     if ok.sum() < min_layers:
         return None
     logs = np.log10(row[ok])
-    x = np.arange(logs.size, dtype=float)
-    slope, icept = np.polyfit(x, logs, 1)
-    total = float(np.sum((logs - logs.mean()) ** 2))
-    fit = 1.0 - float(np.sum((logs - (slope * x + icept)) ** 2)) / total if total > 0 else 0.0
-    if fit < min_fit:
+    steps = np.abs(np.diff(logs))
+    same_way = bool(np.all(np.diff(logs) > 0) or np.all(np.diff(logs) < 0))
+    if not same_way or steps.max() > spread * steps.min():
         return None
     names = [c for c, k in zip(d.columns, ok) if k]
     ratio = float(logs[0] - logs[-1])
