@@ -104,6 +104,52 @@ def test_learning_rate_too_low(tmp_path, digits):
     assert serious(d) == {"learning_rate_too_low"}
 
 
+def _he_scaled(factor):
+    return lambda w: nn.init.normal_(w, 0.0, factor * (2.0 / w.shape[1]) ** 0.5)
+
+
+def test_weights_a_tenth_of_he_vanish_at_the_first_step_before_adam_rescales_them(tmp_path, digits):
+    # δ falls 10× per layer at step 0 (He et al. 2015: the per-layer gain is ½·n·Var[w]); Adam's
+    # steps do not shrink with the weights, so within tens of steps the profile is flat again
+    model = mlp(3, nn.ReLU, init=_he_scaled(0.1))
+    d = diagnose_training(tmp_path, model, torch.optim.Adam(model.parameters(), lr=1e-3), *digits, 60)
+    f = next(f for f in d.findings if f.kind == "vanishing_gradients")
+    assert f.first_step == 0 and f.evidence["read_at"] == "first step"
+    assert f.evidence["grad_ratio_first_to_last"] < 1e-2 and f.evidence["per_layer_factor"] < 0.2
+    assert "init_scale_too_small" in {c.id for c in f.causes}
+    assert d.findings[0].kind == "vanishing_gradients"
+
+
+def test_weights_ten_times_he_explode_at_the_first_step(tmp_path, digits):
+    model = mlp(3, nn.ReLU, init=_he_scaled(10.0))
+    d = diagnose_training(tmp_path, model, torch.optim.Adam(model.parameters(), lr=1e-3), *digits, 40)
+    f = next(f for f in d.findings if f.kind == "exploding_gradients")
+    # the default-init output layer shrinks δ on its way in; the ×10 layers below grow it 10× each
+    assert f.first_step == 0 and f.evidence["read_at"] == "first step"
+    assert f.evidence["per_layer_factor"] > 5
+
+
+def test_an_average_pool_is_not_read_as_a_per_layer_gain(tmp_path):
+    # δ's norm falls √T at a global average pool over T positions while the conv layers below
+    # keep theirs: one large change, not a steady factor per layer
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv1d(1, 16, 5, padding=2), nn.GELU(), nn.Conv1d(16, 32, 5, padding=2), nn.GELU(),
+                          nn.Conv1d(32, 32, 3, padding=1), nn.GELU(), nn.AdaptiveAvgPool1d(1), nn.Flatten(),
+                          nn.Linear(32, 2))
+    X = torch.randn(256, 1, 96)
+    y = (X[:, 0, :48].mean(1) > X[:, 0, 48:].mean(1)).long()
+    d = diagnose_training(tmp_path, model, torch.optim.AdamW(model.parameters(), lr=3e-3), X, y, 60)
+    assert "vanishing_gradients" not in serious(d), [f.summary for f in d.findings]
+
+
+def test_learning_rate_a_thousandth_of_adams_default_is_too_low(tmp_path, digits):
+    # Adam's step is ~lr per entry: at lr 1e-6 about 1e-5 of a weight of scale 0.1 — below the
+    # band's lower edge 1e-4 on every layer, and the loss does not move beyond its noise
+    model = mlp(3, nn.ReLU, init=lambda w: nn.init.kaiming_normal_(w, nonlinearity="relu"))
+    d = diagnose_training(tmp_path, model, torch.optim.Adam(model.parameters(), lr=1e-6), *digits, 60)
+    assert serious(d) == {"learning_rate_too_low"}
+
+
 @pytest.mark.parametrize("depth, opt", [(6, "adam"), (3, "sgd")])
 def test_healthy_relu_nets_are_healthy(tmp_path, digits, depth, opt):
     model = mlp(depth, nn.ReLU, init=lambda w: nn.init.kaiming_normal_(w, nonlinearity="relu"))

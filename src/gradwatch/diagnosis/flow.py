@@ -25,14 +25,22 @@ class FlowSpan:
     first_step: int
     layers: list[str] = field(default_factory=list)  # where the signal is weakest/strongest
     profile: list[float] = field(default_factory=list)
-    #: read at the first step only (the init's steady per-layer gain), not over the run
+    #: median log10 change of δ per layer, input-ward (NaN: not read per layer)
+    per_layer: float = float("nan")
+    #: read at the first step only (the init's per-layer gain), not over the run
     first_step_only: bool = False
+
+    def per_layer_factor(self) -> float:
+        """δ's typical factor per layer towards the input (< 1: shrinking): the median change
+        where it was read per layer, else the end-to-end ratio spread evenly over the layers."""
+        per = self.per_layer if np.isfinite(self.per_layer) else self.log10_ratio / max(1, len(self.profile) - 1)
+        return float(10 ** per)
 
     def describe(self) -> str:
         """Where the reading was taken and its per-layer factor, for a finding's summary."""
-        per_layer = 10 ** (abs(self.log10_ratio) / max(1, len(self.profile) - 1))
+        f = self.per_layer_factor()
         when = "at the first step, " if self.first_step_only else ""
-        return f"{when}≈{per_layer:.2g}× per layer"
+        return f"{when}≈{max(f, 1 / f):.2g}× per layer"
 
 
 def across_layers(ctx: Context, min_layers: int = 3) -> FlowSpan | None:
@@ -59,18 +67,19 @@ def across_layers(ctx: Context, min_layers: int = 3) -> FlowSpan | None:
     return FlowSpan(ratio, source, first_step, far, [float(v) for v in prof])
 
 
-def at_first_step(ctx: Context, min_layers: int = 3, spread: float = 2.0) -> FlowSpan | None:
-    """δ across the weight layers at the first watched step, when it changes by a steady
-    factor per layer: every layer in the same direction, the largest change (in decades) at most
-    ``spread``× the smallest; else None.
+def at_first_step(ctx: Context, min_layers: int = 3) -> FlowSpan | None:
+    """δ across the weight layers at the first watched step (None without ≥ ``min_layers``);
+    ``FlowSpan.per_layer`` is its median change per layer (log10), the factor an init off by a
+    constant sets at every layer.
 
     The initial weights set a per-layer gain (He et al. 2015: ½·n·Var[w] for ReLU, 1 at the
     critical scale), so an init off by a constant factor makes δ fall or grow geometrically
     with depth at the first step, before the optimizer has moved anything. Adam then rescales
     such weights within tens of steps, and the median over the run no longer shows it; the first
-    step does. One large change among small ones has another cause — an average pool over T
-    positions divides δ's norm by √T while the weight gradient, a sum over those positions, keeps
-    its scale — and is not read as the init's gain. Weight gradients cannot show that gain:
+    step does. The median change per layer, compounded over the depth, is what the init did: one
+    large change among small ones has another cause — an average pool over T positions divides
+    δ's norm by √T while the weight gradient, a sum over those positions, keeps its scale — and
+    one layer left at another scale (a default-init output layer) does not hide the others. Weight gradients cannot show that gain:
     ∂L/∂W_l = δ_l·a_{l−1}ᵀ, and a forward signal that shrinks layer by layer cancels a δ that
     shrinks the other way. Only δ is read.
 
@@ -82,24 +91,24 @@ def at_first_step(ctx: Context, min_layers: int = 3, spread: float = 2.0) -> Flo
         return None
     row = d.iloc[0].to_numpy(dtype=float)
     ok = np.isfinite(row) & (row > 0)
+    # below float32's resolution relative to the largest δ: a sum that cancels (the gradient into
+    # identical units behind a softmax is exactly Σ(p − y) = 0), not a gain
+    ok &= row >= np.finfo(np.float32).eps * np.nanmax(np.where(ok, row, 0.0), initial=0.0)
     if ok.sum() < min_layers:
         return None
     logs = np.log10(row[ok])
-    steps = np.abs(np.diff(logs))
-    same_way = bool(np.all(np.diff(logs) > 0) or np.all(np.diff(logs) < 0))
-    if not same_way or steps.max() > spread * steps.min():
-        return None
+    change = -np.diff(logs)  # log10 of (δ one layer nearer the input / δ at the layer above)
     names = [c for c, k in zip(d.columns, ok) if k]
-    ratio = float(logs[0] - logs[-1])
     far = [n for n, v in zip(names, logs) if abs(v - logs[-1]) >= 2]
-    return FlowSpan(ratio, "delta", int(d.index[0]), far, [float(v) for v in row[ok]])
+    return FlowSpan(float(logs[0] - logs[-1]), "delta", int(d.index[0]), far, [float(v) for v in row[ok]],
+                    per_layer=float(np.median(change)))
 
 
 def layer_span(ctx: Context, sign: int, orders: float = 3.0, first_step_orders: float = 2.0) -> FlowSpan | None:
     """The across-layers reading that crosses its threshold in direction ``sign`` (−1 vanishing,
     +1 exploding): the median over the measured steps at ≥ ``orders`` decades, else the first
-    step's steady per-layer change at ≥ ``first_step_orders`` (outside the healthy band of 100×,
-    see :func:`at_first_step`); None when neither does. ``FlowSpan.first_step_only`` says which.
+    step's median per-layer change compounded over the depth at ≥ ``first_step_orders`` (outside
+    the healthy band of 100×, see :func:`at_first_step`); None when neither does. ``FlowSpan.first_step_only`` says which.
 
     Example:
         >>> # layer_span(ctx, -1).log10_ratio  # -3.0: δ 1000× smaller at the first layer
@@ -108,7 +117,7 @@ def layer_span(ctx: Context, sign: int, orders: float = 3.0, first_step_orders: 
     if span is not None and sign * span.log10_ratio >= orders:
         return span
     span = at_first_step(ctx)
-    if span is not None and sign * span.log10_ratio >= first_step_orders:
+    if span is not None and sign * span.per_layer * (len(span.profile) - 1) >= first_step_orders:
         span.first_step_only = True
         return span
     return None

@@ -53,6 +53,7 @@ def check(ctx: Context, warn_orders: float = 3.0, critical_orders: float = 6.0,
                      f"1/{100 if span.first_step_only else 1000} of the output's gradient and barely learn"),
             evidence={"grad_ratio_first_to_last": 10 ** span.log10_ratio, "measured": span.source,
                       "read_at": "first step" if span.first_step_only else "median of the measured steps",
+                      "per_layer_factor": span.per_layer_factor(),
                       "healthy_band": "within ~100× across layers", "profile_input_to_output": span.profile},
             causes=causes, remedies=prescribe_all(remedies, ctx)))
     for t in through_time(ctx):
