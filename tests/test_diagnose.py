@@ -142,6 +142,18 @@ def test_an_average_pool_is_not_read_as_a_per_layer_gain(tmp_path):
     assert "vanishing_gradients" not in serious(d), [f.summary for f in d.findings]
 
 
+@pytest.mark.parametrize("lr, flagged", [(0.1, True), (0.03, False)])
+def test_a_loss_that_overshoots_and_recovers_under_hot_steps(tmp_path, digits, lr, flagged):
+    # Adam at 0.1: steps rewrite ~40 % of the weights, the loss doubles, then learns anyway;
+    # at 0.03 the steps are hot too, but the loss never rises above where it began
+    model = mlp(3, nn.ReLU, init=lambda w: nn.init.kaiming_normal_(w, nonlinearity="relu"))
+    d = diagnose_training(tmp_path, model, torch.optim.Adam(model.parameters(), lr=lr), *digits, 80)
+    f = next((f for f in d.findings if f.kind == "learning_rate_too_high"), None)
+    assert (f is not None) == flagged, [x.summary for x in d.findings]
+    if flagged:
+        assert f.first_step == 0 and f.evidence["peak_over_initial"] >= 1.5 and d.findings[0] is f
+
+
 def test_learning_rate_a_thousandth_of_adams_default_is_too_low(tmp_path, digits):
     # Adam's step is ~lr per entry: at lr 1e-6 about 1e-5 of a weight of scale 0.1 — below the
     # band's lower edge 1e-4 on every layer, and the loss does not move beyond its noise

@@ -171,9 +171,14 @@ def _ratio_by_layer(ctx: Context) -> pd.Series:
 
 
 def check_high(ctx: Context, high: float = 0.05, share: float = 0.5, spike_fraction: float = 0.03,
-               blow_up: float = 10.0) -> list[Finding]:
+               blow_up: float = 10.0, overshoot: float = 1.5) -> list[Finding]:
     """Flag early update ratios ≥ ``high`` on ≥ ``share`` of layers together with a loss that
-    spikes, stalls, diverges, leaps ≥ ``blow_up``× above its first value, or ends in NaN/Inf.
+    spikes, stalls, diverges, leaps ≥ ``blow_up``× above its first value, or ends in NaN/Inf —
+    or that overshoots: rises ≥ ``overshoot``× above its first value, beyond its noise, though it
+    recovers later. A step small enough for the curvature never raises the loss (the descent
+    lemma: below 2/λ_max a gradient step descends); a loss half again above where it began, right
+    where the steps rewrite ≥ 5 % of the weights, is a step beyond that edge, whatever the run
+    reaches afterwards.
 
     Before a NaN the run may be too short for a loss trend: steps that hot before it are the
     evidence, and when no update was measured before it, a loss that rose ≥ ``blow_up``× is."""
@@ -187,11 +192,15 @@ def check_high(ctx: Context, high: float = 0.05, share: float = 0.5, spike_fract
     diverged = nan is not None or bool(trend.get("diverged"))
     spiky = trend.get("spike_fraction", 0.0) >= spike_fraction
     stalled = bool(trend) and not (trend["relative_improvement"] >= 0.1 and trend["learned"])
-    blew_up = trend.get("peak_over_initial", 0.0) >= blow_up
-    if not (diverged or spiky or stalled or blew_up):
+    peak = trend.get("peak_over_initial", 0.0)
+    blew_up = peak >= blow_up
+    overshot = (peak >= overshoot
+                and (peak - 1.0) * trend.get("loss_initial", 0.0) > Z_NOISE * trend.get("loss_noise", 0.0))
+    if not (diverged or spiky or stalled or blew_up or overshot):
         return []
     how = ("ends in NaN/Inf" if nan is not None else "diverged" if diverged else "spikes" if spiky else
-           f"leapt {trend['peak_over_initial']:.0f}× above its first value" if blew_up else "does not improve")
+           f"leapt {peak:.0f}× above its first value" if blew_up else "does not improve" if stalled else
+           f"rose {peak:.2g}× above its first value before it came down: the steps overshoot")
     causes = C.learning_rate(ctx) + C.post_ln_without_warmup(ctx)
     ids = [c.id for c in causes]
     remedies = ["reduce_lr"]
