@@ -121,7 +121,7 @@ def test_weights_a_tenth_of_he_vanish_at_the_first_step_before_adam_rescales_the
 
 
 def test_weights_ten_times_he_explode_at_the_first_step(tmp_path, digits):
-    model = mlp(3, nn.ReLU, init=_he_scaled(10.0))
+    model = mlp(4, nn.ReLU, init=_he_scaled(10.0))
     d = diagnose_training(tmp_path, model, torch.optim.Adam(model.parameters(), lr=1e-3), *digits, 40)
     f = next(f for f in d.findings if f.kind == "exploding_gradients")
     # the default-init output layer shrinks δ on its way in; the ×10 layers below grow it 10× each
@@ -151,7 +151,7 @@ def test_a_loss_that_overshoots_and_recovers_under_hot_steps(tmp_path, digits, l
     f = next((f for f in d.findings if f.kind == "learning_rate_too_high"), None)
     assert (f is not None) == flagged, [x.summary for x in d.findings]
     if flagged:
-        assert f.first_step == 0 and f.evidence["peak_over_initial"] >= 1.5 and d.findings[0] is f
+        assert f.first_step == 0 and f.evidence["held_peak_over_initial"] >= 1.5 and d.findings[0] is f
 
 
 def test_learning_rate_a_thousandth_of_adams_default_is_too_low(tmp_path, digits):

@@ -76,10 +76,10 @@ def at_first_step(ctx: Context, min_layers: int = 3) -> FlowSpan | None:
     critical scale), so an init off by a constant factor makes δ fall or grow geometrically
     with depth at the first step, before the optimizer has moved anything. Adam then rescales
     such weights within tens of steps, and the median over the run no longer shows it; the first
-    step does. The median change per layer, compounded over the depth, is what the init did: one
-    large change among small ones has another cause — an average pool over T positions divides
-    δ's norm by √T while the weight gradient, a sum over those positions, keeps its scale — and
-    one layer left at another scale (a default-init output layer) does not hide the others. Weight gradients cannot show that gain:
+    step does. The median change per layer is what the init did: one large change among small
+    ones has another cause — an average pool over T positions divides δ's norm by √T while the
+    weight gradient, a sum over those positions, keeps its scale — and one layer left at another
+    scale (a default-init output layer) does not hide the others. Weight gradients cannot show that gain:
     ∂L/∂W_l = δ_l·a_{l−1}ᵀ, and a forward signal that shrinks layer by layer cancels a δ that
     shrinks the other way. Only δ is read.
 
@@ -104,11 +104,19 @@ def at_first_step(ctx: Context, min_layers: int = 3) -> FlowSpan | None:
                     per_layer=float(np.median(change)))
 
 
+#: log10 of the per-layer factor that marks an init far from the critical scale: 4×, what a
+#: sigmoid layer loses at best (σ′ ≤ ¼, Glorot & Bengio 2010). PyTorch's own default init
+#: (kaiming_uniform with a = √5: Var[w] = 1/(3·fan_in)) loses ≈2.4× per ReLU layer, so a deep net
+#: at its defaults shows a smooth decline at the first step that is no fault of the run
+FAR_PER_LAYER = float(np.log10(4.0))
+
+
 def layer_span(ctx: Context, sign: int, orders: float = 3.0, first_step_orders: float = 2.0) -> FlowSpan | None:
     """The across-layers reading that crosses its threshold in direction ``sign`` (−1 vanishing,
     +1 exploding): the median over the measured steps at ≥ ``orders`` decades, else the first
-    step's median per-layer change compounded over the depth at ≥ ``first_step_orders`` (outside
-    the healthy band of 100×, see :func:`at_first_step`); None when neither does. ``FlowSpan.first_step_only`` says which.
+    step at ≥ ``first_step_orders`` end to end (outside the healthy band of 100×) with a median
+    change per layer of at least :data:`FAR_PER_LAYER` (see :func:`at_first_step`); None when
+    neither does. ``FlowSpan.first_step_only`` says which.
 
     Example:
         >>> # layer_span(ctx, -1).log10_ratio  # -3.0: δ 1000× smaller at the first layer
@@ -117,7 +125,8 @@ def layer_span(ctx: Context, sign: int, orders: float = 3.0, first_step_orders: 
     if span is not None and sign * span.log10_ratio >= orders:
         return span
     span = at_first_step(ctx)
-    if span is not None and sign * span.per_layer * (len(span.profile) - 1) >= first_step_orders:
+    if (span is not None and sign * span.log10_ratio >= first_step_orders
+            and sign * span.per_layer >= FAR_PER_LAYER):
         span.first_step_only = True
         return span
     return None

@@ -93,6 +93,8 @@ def loss_trend(ctx: Context) -> dict[str, float]:
     start = float(lo.iloc[:k_start].median())
     end = float(lo.iloc[-k_end:].median())
     prev = lo.rolling(10, min_periods=3).median().shift(1)
+    # the level the loss held for three steps running: one minibatch's blip is not a rise
+    held = lo.rolling(3, center=True).median().dropna()
     # a spike throws learning away: 3× the recent level and back above half the starting loss
     spikes = float(((lo > 3 * prev) & (prev > 0) & (lo > 0.5 * lo.iloc[0])).mean())
     initial = float(lo.iloc[0])
@@ -103,6 +105,7 @@ def loss_trend(ctx: Context) -> dict[str, float]:
     rel = (ref - end) / abs(ref) if ref != 0 else 0.0
     # the loss leaping an order of magnitude above where it began: an overshooting step
     peak = float(lo.max() / initial) if initial > 0 else float("nan")
+    held_peak = float(held.max() / initial) if initial > 0 and not held.empty else float("nan")
     noise = loss_noise(lo)
     se = 1.2533 * noise * np.sqrt(1 / k_start + 1 / k_end)  # standard error of a difference of medians
     bound = movement_bound(ctx)
@@ -112,7 +115,7 @@ def loss_trend(ctx: Context) -> dict[str, float]:
 
     diverged = ctx.first_nonfinite_step is not None or (end > start * 1.05 and real(end - start))
     return {"loss_start": start, "loss_initial": initial, "loss_end": end, "relative_improvement": rel,
-            "spike_fraction": spikes, "peak_over_initial": peak, "loss_noise": noise, "movement_bound": bound,
+            "spike_fraction": spikes, "peak_over_initial": peak, "held_peak_over_initial": held_peak, "loss_noise": noise, "movement_bound": bound,
             "learned": float(real(ref - end)), "diverged": float(diverged)}
 
 
@@ -174,8 +177,9 @@ def check_high(ctx: Context, high: float = 0.05, share: float = 0.5, spike_fract
                blow_up: float = 10.0, overshoot: float = 1.5) -> list[Finding]:
     """Flag early update ratios ≥ ``high`` on ≥ ``share`` of layers together with a loss that
     spikes, stalls, diverges, leaps ≥ ``blow_up``× above its first value, or ends in NaN/Inf —
-    or that overshoots: rises ≥ ``overshoot``× above its first value, beyond its noise, though it
-    recovers later. A step small enough for the curvature never raises the loss (the descent
+    or that overshoots: holds ≥ ``overshoot``× above its first value for three steps running,
+    beyond its noise, though it recovers later (a one-step blip is one minibatch, or Adam's
+    first full-size step). A step small enough for the curvature never raises the loss (the descent
     lemma: below 2/λ_max a gradient step descends); a loss half again above where it began, right
     where the steps rewrite ≥ 5 % of the weights, is a step beyond that edge, whatever the run
     reaches afterwards.
@@ -194,13 +198,14 @@ def check_high(ctx: Context, high: float = 0.05, share: float = 0.5, spike_fract
     stalled = bool(trend) and not (trend["relative_improvement"] >= 0.1 and trend["learned"])
     peak = trend.get("peak_over_initial", 0.0)
     blew_up = peak >= blow_up
-    overshot = (peak >= overshoot
-                and (peak - 1.0) * trend.get("loss_initial", 0.0) > Z_NOISE * trend.get("loss_noise", 0.0))
+    held = trend.get("held_peak_over_initial", 0.0)
+    overshot = (held >= overshoot
+                and (held - 1.0) * trend.get("loss_initial", 0.0) > Z_NOISE * trend.get("loss_noise", 0.0))
     if not (diverged or spiky or stalled or blew_up or overshot):
         return []
     how = ("ends in NaN/Inf" if nan is not None else "diverged" if diverged else "spikes" if spiky else
            f"leapt {peak:.0f}× above its first value" if blew_up else "does not improve" if stalled else
-           f"rose {peak:.2g}× above its first value before it came down: the steps overshoot")
+           f"held {held:.2g}× above its first value before it came down: the steps overshoot")
     causes = C.learning_rate(ctx) + C.post_ln_without_warmup(ctx)
     ids = [c.id for c in causes]
     remedies = ["reduce_lr"]
