@@ -84,6 +84,10 @@ def test_lab_list_into_a_pipe_prints_one_experiment_per_line():
     assert not BOX.search(r.stdout)
     names = subprocess.run(["cut", "-f2"], input=r.stdout, capture_output=True, text=True).stdout
     assert names.split() == list(found)
+    # a reader that stops after one line is no error (the list is written at once)
+    head = subprocess.run(["bash", "-c", 'set -o pipefail; "$@" | head -1', "bash", *GRADWATCH, "lab", "list"],
+                          capture_output=True, text=True, timeout=120)
+    assert head.returncode == 0 and head.stdout == lines[0] + "\n", (head.returncode, head.stderr)
 
 
 def test_lab_list_on_a_terminal_is_a_table():

@@ -142,9 +142,8 @@ def list_() -> None:
             rows.append((mod.module.rsplit(".", 1)[-1][1:3], name, f"cannot load: {mod.error}", "", True))
         else:
             rows.append((mod.__name__.rsplit(".", 1)[-1][1:3], name, mod.CLAIM, mod.SOURCE, False))
-    if not sys.stdout.isatty():
-        for row in rows:
-            typer.echo("\t".join(" ".join(str(field).split()) for field in row[:4]))
+    if not sys.stdout.isatty():  # one write: a reader that stops early (head -1) gets it whole
+        typer.echo("\n".join("\t".join(" ".join(str(f).split()) for f in row[:4]) for row in rows))
         return
     from rich.markup import escape
     from rich.table import Table
