@@ -15,9 +15,25 @@ from typing import Optional
 import typer
 
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True,
+    no_args_is_help=True,  # keeps typer's --install-completion / --show-completion
     help="Find, explain and repair unstable gradients in PyTorch training.",
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"gradwatch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="print gradwatch's version and exit"),
+) -> None:
+    pass
 
 
 def _stderr_console():

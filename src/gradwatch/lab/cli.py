@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -128,19 +129,30 @@ app = typer.Typer(cls=LabGroup, no_args_is_help=True, add_completion=False,
 
 @app.command("list")
 def list_() -> None:
-    """List the experiments: number, name, claim, source."""
-    from rich.table import Table
+    """List the experiments: number, name, claim, source.
 
+    On a terminal, a table; piped into another program, one experiment per line, its fields
+    separated by tabs. Example: gradwatch lab list | cut -f2   (the names)
+    """
     from .registry import Broken, experiments
+
+    rows = []
+    for name, mod in experiments(include_broken=True).items():
+        if isinstance(mod, Broken):
+            rows.append((mod.module.rsplit(".", 1)[-1][1:3], name, f"cannot load: {mod.error}", "", True))
+        else:
+            rows.append((mod.__name__.rsplit(".", 1)[-1][1:3], name, mod.CLAIM, mod.SOURCE, False))
+    if not sys.stdout.isatty():  # one write: a reader that stops early (head -1) gets it whole
+        typer.echo("\n".join("\t".join(" ".join(str(f).split()) for f in row[:4]) for row in rows))
+        return
+    from rich.markup import escape
+    from rich.table import Table
 
     table = Table(show_lines=False)
     for col in ("#", "name", "claim", "source"):
         table.add_column(col, overflow="fold")
-    for name, mod in experiments(include_broken=True).items():
-        if isinstance(mod, Broken):
-            table.add_row(mod.module.rsplit(".", 1)[-1][1:3], name, f"[red]cannot load: {mod.error}[/]", "")
-        else:
-            table.add_row(mod.__name__.rsplit(".", 1)[-1][1:3], name, mod.CLAIM, mod.SOURCE)
+    for number, name, claim, source, broken in rows:
+        table.add_row(number, name, f"[red]{escape(claim)}[/]" if broken else escape(claim), escape(source))
     _console().print(table)
 
 
