@@ -107,6 +107,10 @@ def loss_trend(ctx: Context) -> dict[str, float]:
     peak = float(lo.max() / initial) if initial > 0 else float("nan")
     held_peak = float(held.max() / initial) if initial > 0 and not held.empty else float("nan")
     noise = loss_noise(lo)
+    # the noise where the loss held its peak: a minibatch loss is often far noisier early than
+    # late (its spread falls with the loss), so the whole run's noise would understate it there
+    at = lo.index.get_loc(held.idxmax()) if not held.empty else 0
+    peak_noise = loss_noise(lo.iloc[:at + 10])
     se = 1.2533 * noise * np.sqrt(1 / k_start + 1 / k_end)  # standard error of a difference of medians
     bound = movement_bound(ctx)
 
@@ -115,7 +119,7 @@ def loss_trend(ctx: Context) -> dict[str, float]:
 
     diverged = ctx.first_nonfinite_step is not None or (end > start * 1.05 and real(end - start))
     return {"loss_start": start, "loss_initial": initial, "loss_end": end, "relative_improvement": rel,
-            "spike_fraction": spikes, "peak_over_initial": peak, "held_peak_over_initial": held_peak, "loss_noise": noise, "movement_bound": bound,
+            "spike_fraction": spikes, "peak_over_initial": peak, "held_peak_over_initial": held_peak, "loss_noise": noise, "peak_loss_noise": peak_noise, "movement_bound": bound,
             "learned": float(real(ref - end)), "diverged": float(diverged)}
 
 
@@ -178,7 +182,7 @@ def check_high(ctx: Context, high: float = 0.05, share: float = 0.5, spike_fract
     """Flag early update ratios ≥ ``high`` on ≥ ``share`` of layers together with a loss that
     spikes, stalls, diverges, leaps ≥ ``blow_up``× above its first value, or ends in NaN/Inf —
     or that overshoots: holds ≥ ``overshoot``× above its first value for three steps running,
-    beyond its noise, though it recovers later (a one-step blip is one minibatch, or Adam's
+    beyond the loss's noise up to there, though it recovers later (a one-step blip is one minibatch, or Adam's
     first full-size step). A step small enough for the curvature never raises the loss (the descent
     lemma: below 2/λ_max a gradient step descends); a loss half again above where it began, right
     where the steps rewrite ≥ 5 % of the weights, is a step beyond that edge, whatever the run
@@ -200,7 +204,7 @@ def check_high(ctx: Context, high: float = 0.05, share: float = 0.5, spike_fract
     blew_up = peak >= blow_up
     held = trend.get("held_peak_over_initial", 0.0)
     overshot = (held >= overshoot
-                and (held - 1.0) * trend.get("loss_initial", 0.0) > Z_NOISE * trend.get("loss_noise", 0.0))
+                and (held - 1.0) * trend.get("loss_initial", 0.0) > Z_NOISE * trend.get("peak_loss_noise", 0.0))
     if not (diverged or spiky or stalled or blew_up or overshot):
         return []
     how = ("ends in NaN/Inf" if nan is not None else "diverged" if diverged else "spikes" if spiky else
