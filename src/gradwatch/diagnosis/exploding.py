@@ -26,8 +26,8 @@ from .prescriptions import prescribe_all
 def check(ctx: Context, warn_orders: float = 3.0, critical_orders: float = 6.0,
           step_orders: float = 3.0, first_step_orders: float = 2.0) -> list[Finding]:
     """Flag growth of ≥ ``warn_orders`` decades across layers or time (across layers also
-    ≥ ``first_step_orders`` by a steady factor per layer at the first step), or ``step_orders``
-    over steps."""
+    ≥ ``first_step_orders`` at the first step with ≥ 4× per layer at the median), or
+    ``step_orders`` over steps."""
     out = []
     span = layer_span(ctx, +1, warn_orders, first_step_orders)
     if span is not None:

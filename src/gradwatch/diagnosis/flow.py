@@ -79,9 +79,9 @@ def at_first_step(ctx: Context, min_layers: int = 3) -> FlowSpan | None:
     step does. The median change per layer is what the init did: one large change among small
     ones has another cause — an average pool over T positions divides δ's norm by √T while the
     weight gradient, a sum over those positions, keeps its scale — and one layer left at another
-    scale (a default-init output layer) does not hide the others. Weight gradients cannot show that gain:
-    ∂L/∂W_l = δ_l·a_{l−1}ᵀ, and a forward signal that shrinks layer by layer cancels a δ that
-    shrinks the other way. Only δ is read.
+    scale (a default-init output layer) does not hide the others. Weight gradients cannot show
+    that gain: ∂L/∂W_l = δ_l·a_{l−1}ᵀ, and a forward signal that shrinks layer by layer cancels
+    a δ that shrinks the other way. Only δ is read.
 
     Example:
         >>> # at_first_step(ctx) -> FlowSpan(log10_ratio=-3.0, ...)  # a ReLU MLP with weights ÷10

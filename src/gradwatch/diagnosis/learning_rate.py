@@ -119,7 +119,8 @@ def loss_trend(ctx: Context) -> dict[str, float]:
 
     diverged = ctx.first_nonfinite_step is not None or (end > start * 1.05 and real(end - start))
     return {"loss_start": start, "loss_initial": initial, "loss_end": end, "relative_improvement": rel,
-            "spike_fraction": spikes, "peak_over_initial": peak, "held_peak_over_initial": held_peak, "loss_noise": noise, "peak_loss_noise": peak_noise, "movement_bound": bound,
+            "spike_fraction": spikes, "peak_over_initial": peak, "held_peak_over_initial": held_peak,
+            "loss_noise": noise, "peak_loss_noise": peak_noise, "movement_bound": bound,
             "learned": float(real(ref - end)), "diverged": float(diverged)}
 
 
@@ -182,11 +183,11 @@ def check_high(ctx: Context, high: float = 0.05, share: float = 0.5, spike_fract
     """Flag early update ratios ≥ ``high`` on ≥ ``share`` of layers together with a loss that
     spikes, stalls, diverges, leaps ≥ ``blow_up``× above its first value, or ends in NaN/Inf —
     or that overshoots: holds ≥ ``overshoot``× above its first value for three steps running,
-    beyond the loss's noise up to there, though it recovers later (a one-step blip is one minibatch, or Adam's
-    first full-size step). A step small enough for the curvature never raises the loss (the descent
-    lemma: below 2/λ_max a gradient step descends); a loss half again above where it began, right
-    where the steps rewrite ≥ 5 % of the weights, is a step beyond that edge, whatever the run
-    reaches afterwards.
+    beyond the loss's noise up to there, though it recovers later (a one-step blip is one
+    minibatch, or Adam's first full-size step). A step small enough for the curvature never
+    raises the loss (the descent lemma: below 2/λ_max a gradient step descends); a loss half
+    again above where it began, right where the steps rewrite ≥ 5 % of the weights, is a step
+    beyond that edge, whatever the run reaches afterwards.
 
     Before a NaN the run may be too short for a loss trend: steps that hot before it are the
     evidence, and when no update was measured before it, a loss that rose ≥ ``blow_up``× is."""

@@ -30,8 +30,8 @@ from .prescriptions import prescribe_all
 def check(ctx: Context, warn_orders: float = 3.0, critical_orders: float = 6.0,
           first_step_orders: float = 2.0) -> list[Finding]:
     """Flag δ shrinking ≥ ``warn_orders`` decades input-ward at the median of the measured steps,
-    or ≥ ``first_step_orders`` (outside the healthy band of 100×) by a steady factor per layer at
-    the first step (critical at ``critical_orders``)."""
+    or ≥ ``first_step_orders`` (outside the healthy band of 100×) at the first step with ≥ 4× per
+    layer at the median (:func:`~gradwatch.diagnosis.flow.layer_span`; critical at ``critical_orders``)."""
     out = []
     span = layer_span(ctx, -1, warn_orders, first_step_orders)
     if span is not None:
