@@ -104,6 +104,10 @@ def run(
     steps: Optional[int] = typer.Option(None, "--steps", help="stop the script after this many optimizer steps"),
     trial: bool = typer.Option(False, "--trial", help="re-run the script with each top remedy injected and rank them"),
     trial_steps: int = typer.Option(200, "--trial-steps", help="optimizer steps per trial run"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run recorded in --out (the script restarted "
+                                "from its checkpoint): step numbers carry on, steps it trains again are kept "
+                                "as superseded"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the run recorded in --out"),
 ) -> None:
     """Run SCRIPT [ARGS...] with every optimizer and module watched, then diagnose it."""
     from .runscript import ScriptNotFound, run_script
@@ -114,10 +118,27 @@ def run(
         _fail(f"--stats-budget must be a fraction between 0 and 1 (e.g. 0.01 for 1 %), got {stats_budget}")
     if steps is not None and steps < 1:
         _fail(f"--steps must be at least 1, got {steps}")
-    out = out or Path("gradwatch-runs") / f"{script.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if resume and overwrite:
+        _fail("--resume and --overwrite exclude each other: continue the recorded run or replace it")
+    if resume and out is None:
+        _fail("--resume needs --out: the directory of the run to continue")
+    if out is None:
+        from .watcher import fresh_dir
+
+        out = fresh_dir(Path("gradwatch-runs") / f"{script.stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+    from .store import StoreError, check_out
+
+    try:
+        check_out(out, resume=resume, overwrite=overwrite)  # before the script runs, not at its first step
+    except StoreError as e:
+        _fail(str(e))
     kwargs = {"every": every, "stats_budget": stats_budget or None, "remedy": remedy, "max_steps": steps}
     if guard:
         kwargs["guard"] = True
+    if resume:
+        kwargs["resume"] = True
+    if overwrite:
+        kwargs["overwrite"] = True
     try:
         status, watcher = run_script(script, list(ctx.args), out, **kwargs)
     except ScriptNotFound as e:

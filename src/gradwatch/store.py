@@ -171,18 +171,71 @@ def unpack(data: bytes, dtype: str = "bfloat16") -> np.ndarray:
 # ---------------------------------------------------------------- writer
 
 
-def _keep_previous(path: Path) -> None:
-    """A new run written where one was recorded before starts on an empty store; the earlier
-    record is kept beside it as ``run.previous.db`` (one generation), never mixed into the new one."""
+class RunExists(StoreError):
+    """The run directory already holds a recorded run, and neither resuming nor replacing it was asked.
+
+    Example:
+        >>> import tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> s = RunStore(d); s.write_steps([dict(step=0, loss=1.0)]); s.close()
+        >>> try:
+        ...     RunStore(d)
+        ... except RunExists as e:
+        ...     print(str(e).split(";")[1].strip())
+        continue it with --resume (resume=True) or replace it with --overwrite (overwrite=True)
+    """
+
+
+def recorded_steps(path: Path) -> int | None:
+    """How many steps the database at ``path`` holds: 0 when there is none, None when the file is
+    not a gradwatch run.
+
+    Example:
+        >>> recorded_steps(Path("/no/such/run.db"))
+        0
+    """
     if not path.exists():
-        return
-    old = path.with_name(path.stem + ".previous" + path.suffix)
+        return 0
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        try:
+            return int(con.execute("SELECT count(*) FROM steps").fetchone()[0])
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return None
+
+
+def check_out(out: str | os.PathLike, resume: bool = False, overwrite: bool = False) -> int | None:
+    """Whether a run may be written to ``out`` as asked; returns the steps recorded there.
+
+    Raises:
+        RunExists: ``out`` holds a run and neither ``resume`` nor ``overwrite`` is set.
+        StoreError: ``out/run.db`` is some other file (unless ``overwrite``).
+
+    Example:
+        >>> import tempfile
+        >>> check_out(tempfile.mkdtemp())
+        0
+    """
+    out = Path(out)
+    path = out / DB_NAME
+    held = recorded_steps(path)
+    if held is None and not overwrite:
+        raise StoreError(f"{str(path)!r} exists and is not a gradwatch run; give out= a directory of "
+                         "its own (or --overwrite / overwrite=True to replace that file)")
+    if held and not (resume or overwrite):
+        raise RunExists(
+            f"{str(out)!r} already holds a gradwatch run ({held} steps); continue it with --resume "
+            "(resume=True) or replace it with --overwrite (overwrite=True)")
+    return held
+
+
+def _remove_db(path: Path) -> None:
     for suffix in ("", "-wal", "-shm"):
-        src, dst = Path(str(path) + suffix), Path(str(old) + suffix)
-        if dst.exists():
-            dst.unlink()
-        if src.exists():
-            src.replace(dst)
+        f = Path(str(path) + suffix)
+        if f.exists():
+            f.unlink()
 
 
 class RunStore:
@@ -192,11 +245,19 @@ class RunStore:
     training step never waits on the disk. ``flush()`` waits until everything queued is
     committed. After a ``kill -9`` the database opens and holds every committed batch.
 
+    A record is never replaced without being asked: a directory that already holds a run (one
+    recorded step or more) is refused unless ``resume`` (continue that record) or ``overwrite``
+    (delete it and start afresh) is given. A directory whose database holds no step (a run that
+    died before its first write) is simply started again.
+
     Args:
         out: the run directory (created if missing).
         precision: ``"bfloat16"`` (default) or ``"float32"`` for the per-layer vectors.
+        resume: continue the run recorded there (a new run if there is none).
+        overwrite: delete the run recorded there, if any, and start a new one.
 
     Raises:
+        RunExists: ``out`` holds a run and neither ``resume`` nor ``overwrite`` is set.
         StoreError: the directory cannot be created or written.
 
     Example:
@@ -204,9 +265,13 @@ class RunStore:
         >>> s = RunStore(tempfile.mkdtemp()); s.event(0, "note", {"text": "hi"}); s.close()
     """
 
-    def __init__(self, out: str | os.PathLike, precision: str = "bfloat16") -> None:
+    def __init__(self, out: str | os.PathLike, precision: str = "bfloat16", *, resume: bool = False,
+                 overwrite: bool = False) -> None:
         if precision not in ("bfloat16", "float32"):
             raise ValueError(f"precision must be 'bfloat16' or 'float32', got {precision!r}")
+        if resume and overwrite:
+            raise ValueError("resume and overwrite exclude each other: continue the recorded run (resume) "
+                             "or replace it (overwrite), not both")
         self.dir = Path(out)
         self.precision = precision
         try:
@@ -220,7 +285,12 @@ class RunStore:
                 "pass out= a directory you can write"
             ) from None
         self.path = self.dir / DB_NAME
-        _keep_previous(self.path)
+        held = check_out(self.dir, resume=resume, overwrite=overwrite)
+        if not (resume and held):
+            _remove_db(self.path)  # nothing kept from a replaced (or empty) record: no mixing
+        #: steps the record held when this store opened it (0 for a new run)
+        self.resumed_steps = held if resume else 0
+        self.last_step = _last_step(self.path) if resume and held else None
         self._queue: queue.Queue[Callable[[sqlite3.Connection], None] | None] = queue.Queue()
         self._error: BaseException | None = None
         self._ready = threading.Event()
@@ -364,6 +434,14 @@ class RunStore:
         if self._error is not None:
             err, self._error = self._error, None
             raise StoreError(f"writing {self.path} failed: {err}") from err
+
+
+def _last_step(path: Path) -> int | None:
+    con = sqlite3.connect(path, timeout=30)
+    try:
+        return con.execute("SELECT max(step) FROM steps").fetchone()[0]
+    finally:
+        con.close()
 
 
 def _step_row(r: dict[str, Any]) -> tuple:

@@ -136,12 +136,28 @@ def _patch_backward(on: bool) -> None:
 
 
 #: metadata keys the watcher writes itself (a user's ``meta=`` must not overwrite them)
-_OWN_META = ("schema", "gradwatch", "torch", "started", "argv", "config", "model", "loss_graph", "compiled",
+_OWN_META = ("schema", "gradwatch", "torch", "started", "resumed", "argv", "config", "model", "loss_graph", "compiled",
              "ended", "steps")
 
 
 def _default_out() -> Path:
-    return Path("gradwatch-runs") / time.strftime("%Y%m%d-%H%M%S")
+    return fresh_dir(Path("gradwatch-runs") / time.strftime("%Y%m%d-%H%M%S"))
+
+
+def fresh_dir(path: Path) -> Path:
+    """``path``, or ``path-2``, ``path-3``… : the first that holds no run (for default run
+    directories, named by the time to the second, of runs started in the same second).
+
+    Example:
+        >>> import tempfile
+        >>> fresh_dir(Path(tempfile.mkdtemp()) / "t").name
+        't'
+    """
+    candidate, n = path, 1
+    while (candidate / "run.db").exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}-{n}")
+    return candidate
 
 
 class Watcher:
@@ -174,6 +190,11 @@ class Watcher:
         first_stats_step: the first step that gets the slow statistics.
         guard: ``True`` (or a :class:`~gradwatch.guard.Guard`) to skip non-finite or exploding
             steps and roll back after repeated failures; needs the optimizer.
+        resume: continue the run recorded in ``out`` (after a restart from a checkpoint); a new
+            run when none is recorded there. Without ``resume`` or ``overwrite`` a directory that
+            already holds a run is refused (:class:`~gradwatch.store.RunExists`): no record is
+            ever replaced silently.
+        overwrite: delete the run recorded in ``out`` and start a new one.
 
     Example:
         >>> # w = Watcher(model, opt, out="runs/a"); ...; w.detach()
@@ -201,6 +222,8 @@ class Watcher:
         meta: dict[str, Any] | None = None,
         first_stats_step: int = 0,
         guard: "bool | Guard" = False,
+        resume: bool = False,
+        overwrite: bool = False,
     ) -> None:
         _validate_model(model)
         from .integrations.compiled import unwrap
@@ -216,6 +239,9 @@ class Watcher:
         if not isinstance(dead_window, int) or dead_window < 1:
             raise WatchError(f"dead_window must be a positive integer (statistics steps a dead unit stays silent), "
                              f"got {dead_window!r}")
+        if resume and overwrite:
+            raise WatchError("resume=True and overwrite=True exclude each other: continue the recorded run "
+                             "(resume) or replace it (overwrite)")
         if model in _ACTIVE:
             raise WatchError(
                 "this model is already watched; detach the first watcher (w.detach() or leave its "
@@ -245,19 +271,24 @@ class Watcher:
         self.tensors = TensorStats([p for _, p in named], keep_snapshot=self.full)
         self.probe = ModuleProbe(model, dead_window=dead_window)
         self.module_stats = compiled is None or compiled["module_stats"]
-        self.store = self.store_class(self.out, precision=precision)
+        self.store = self.store_class(self.out, precision=precision, resume=resume, overwrite=overwrite)
+        last = getattr(self.store, "last_step", None)
+        self.step = 0 if last is None else last + 1
+        if self.step:  # a resumed record: its numbering and its statistics schedule carry on
+            self.schedule = StatsSchedule(self.every, first=self.step + first_stats_step,
+                                          budget=self.schedule.budget)
         if compiled is not None:
             self.store.set_meta(compiled=compiled)
-            self.store.event(0, "compiled", compiled)
+            self.store.event(self.step, "compiled", compiled)
         self._write_module_layout()
+        started = {"resumed": time.time()} if last is not None else {"started": time.time()}
         self.store.set_meta(
-            gradwatch=_version(), torch=torch.__version__, started=time.time(), argv=sys.argv,
+            gradwatch=_version(), torch=torch.__version__, **started, argv=sys.argv,
             config={"every": self.every, "stats": stats, "stats_budget": self.schedule.budget,
                     "dead_window": dead_window,
                     "precision": precision, "flush_every": self.flush_every},
             **(meta or {}),
         )
-        self.step = 0
         self._pending: list[dict[str, Any]] = []
         self._losses: list[torch.Tensor] = []
         self._log_target: dict[str, Any] | None = None
@@ -286,7 +317,11 @@ class Watcher:
             self.store.close()
             raise WatchError("guard=True needs the optimizer: pass it, e.g. watch(model, opt, guard=True)")
         if optimizer is not None:
-            self.add_optimizer(optimizer)
+            try:
+                self.add_optimizer(optimizer)
+            except BaseException:
+                self.store.close()  # nothing recorded, the directory free again
+                raise
         self._describe()
         if self.optimizers == []:
             self._manual_handles = [model.register_forward_pre_hook(Picklable(self._on_root_input)),

@@ -34,9 +34,10 @@ class _PeerStore:
     """What ranks other than 0 have instead of a store: events are kept for rank 0, the rest
     is not written (rank 0 writes the merged record)."""
 
-    def __init__(self, out, precision: str = "bfloat16") -> None:
+    def __init__(self, out, precision: str = "bfloat16", **modes) -> None:
         self.dir = Path(out)
         self.precision = precision
+        self.last_step = None
         self.events: list[tuple[Any, str, dict]] = []
 
     def event(self, step, kind, detail=None) -> None:
