@@ -1,6 +1,9 @@
 """The run store: one SQLite database per run (``DIR/run.db``), written off the training thread.
 
-Schema (``SCHEMA_VERSION`` 1; every value is plain data, nothing is pickled):
+Schema (``SCHEMA_VERSION`` 2, kept in ``PRAGMA user_version`` and in ``meta.schema``; every value
+is plain data, nothing is pickled). Schema 1 (``user_version`` 0) is the same layout without the
+version pragma: such records open as they are and are brought to schema 2 when resumed. A record
+of a newer schema than this gradwatch knows is refused with a message, never half read.
 
 ``meta(key, value)``
     JSON values: ``schema``, ``gradwatch``, ``torch``, ``started``, ``argv``, ``config``
@@ -51,7 +54,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DB_NAME = "run.db"
 
 #: per-parameter vectors, indexed by ``params.id``
@@ -221,6 +224,12 @@ def check_out(out: str | os.PathLike, resume: bool = False, overwrite: bool = Fa
     out = Path(out)
     path = out / DB_NAME
     held = recorded_steps(path)
+    if held and not overwrite:  # a newer gradwatch's record is neither continued nor refused as "exists"
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        try:
+            _check_schema(con, path)
+        finally:
+            con.close()
     if held is None and not overwrite:
         raise StoreError(f"{str(path)!r} exists and is not a gradwatch run; give out= a directory of "
                          "its own (or --overwrite / overwrite=True to replace that file)")
@@ -307,9 +316,7 @@ class RunStore:
             con = sqlite3.connect(self.path, isolation_level=None)
             con.executescript(_SCHEMA_SQL)
             con.execute("PRAGMA synchronous=NORMAL")
-            con.execute(
-                "INSERT OR IGNORE INTO meta VALUES('schema', ?)", (json.dumps(SCHEMA_VERSION),)
-            )
+            _migrate(con)
         except Exception as e:  # noqa: BLE001 - reported to the caller
             self._error = e
             self._ready.set()
@@ -436,6 +443,44 @@ class RunStore:
             raise StoreError(f"writing {self.path} failed: {err}") from err
 
 
+def _migrate(con: sqlite3.Connection) -> None:
+    """Bring a record (new, or of schema 1) to ``SCHEMA_VERSION``: the tables new in schema 2 are
+    created by ``_SCHEMA_SQL`` (``IF NOT EXISTS``), then the version is written."""
+    con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    con.execute("INSERT OR REPLACE INTO meta VALUES('schema', ?)", (json.dumps(SCHEMA_VERSION),))
+
+
+def schema_of(con: sqlite3.Connection) -> tuple[int, str]:
+    """The store schema of an open record and the gradwatch version that wrote it.
+
+    Example:
+        >>> con = sqlite3.connect(":memory:"); _ = con.executescript(_SCHEMA_SQL)
+        >>> schema_of(con)   # no version pragma, no meta row: schema 1
+        (1, 'unknown')
+    """
+    version = int(con.execute("PRAGMA user_version").fetchone()[0])
+    rows = dict(con.execute("SELECT key, value FROM meta WHERE key IN ('schema', 'gradwatch')").fetchall())
+    try:
+        in_meta = int(json.loads(rows.get("schema", "1")))
+    except (TypeError, ValueError):
+        in_meta = 1
+    try:
+        writer = str(json.loads(rows["gradwatch"]))
+    except (KeyError, ValueError):
+        writer = "unknown"
+    return max(version, in_meta, 1), writer
+
+
+def _check_schema(con: sqlite3.Connection, path: Path) -> None:
+    version, writer = schema_of(con)
+    if version > SCHEMA_VERSION:
+        from . import __version__
+
+        raise StoreError(
+            f"{str(path)!r} was written by a newer gradwatch ({writer}, store schema {version}); this gradwatch "
+            f"({__version__}) reads store schemas up to {SCHEMA_VERSION}: upgrade it (pip install -U gradwatch)")
+
+
 def _last_step(path: Path) -> int | None:
     con = sqlite3.connect(path, timeout=30)
     try:
@@ -507,6 +552,11 @@ def connect(run_dir: str | os.PathLike) -> sqlite3.Connection:
         con.close()
         raise StoreError(f"{str(path)!r} is not a gradwatch run (no gradwatch tables); "
                          "pass the out= directory of a run")
+    try:
+        _check_schema(con, path)
+    except StoreError:
+        con.close()
+        raise
     return con
 
 
