@@ -209,12 +209,15 @@ def recorded_steps(path: Path) -> int | None:
         return None
 
 
-def check_out(out: str | os.PathLike, resume: bool = False, overwrite: bool = False) -> int | None:
+def check_out(out: str | os.PathLike, resume: bool = False, overwrite: bool = False,
+              probe_lock: bool = True) -> int | None:
     """Whether a run may be written to ``out`` as asked; returns the steps recorded there.
 
     Raises:
+        RunLocked: another process writes ``out`` now (checked unless ``probe_lock`` is False).
         RunExists: ``out`` holds a run and neither ``resume`` nor ``overwrite`` is set.
-        StoreError: ``out/run.db`` is some other file (unless ``overwrite``).
+        StoreError: ``out/run.db`` is some other file (unless ``overwrite``), or a newer
+            gradwatch's record.
 
     Example:
         >>> import tempfile
@@ -223,6 +226,10 @@ def check_out(out: str | os.PathLike, resume: bool = False, overwrite: bool = Fa
     """
     out = Path(out)
     path = out / DB_NAME
+    if probe_lock:
+        from .runlock import check_unlocked
+
+        check_unlocked(out)
     held = recorded_steps(path)
     if held and not overwrite:  # a newer gradwatch's record is neither continued nor refused as "exists"
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
@@ -265,7 +272,12 @@ class RunStore:
         resume: continue the run recorded there (a new run if there is none).
         overwrite: delete the run recorded there, if any, and start a new one.
 
+    One store writes a run at a time: it holds ``DIR/run.lock`` (:mod:`gradwatch.runlock`) until
+    :meth:`close`, and a second writer is refused while it does; a killed writer's lock is gone
+    with its process. Readers never need the lock.
+
     Raises:
+        RunLocked: another store (in this or another process) writes ``out`` now.
         RunExists: ``out`` holds a run and neither ``resume`` nor ``overwrite`` is set.
         StoreError: the directory cannot be created or written.
 
@@ -294,12 +306,20 @@ class RunStore:
                 "pass out= a directory you can write"
             ) from None
         self.path = self.dir / DB_NAME
-        held = check_out(self.dir, resume=resume, overwrite=overwrite)
-        if not (resume and held):
-            _remove_db(self.path)  # nothing kept from a replaced (or empty) record: no mixing
-        #: steps the record held when this store opened it (0 for a new run)
-        self.resumed_steps = held if resume else 0
-        self.last_step = _last_step(self.path) if resume and held else None
+        from .runlock import WriterLock
+
+        self._lock = WriterLock(self.dir)  # one writer: a second store here is refused (RunLocked)
+        self._lock.acquire()
+        try:
+            held = check_out(self.dir, resume=resume, overwrite=overwrite, probe_lock=False)
+            if not (resume and held):
+                _remove_db(self.path)  # nothing kept from a replaced (or empty) record: no mixing
+            #: steps the record held when this store opened it (0 for a new run)
+            self.resumed_steps = held if resume else 0
+            self.last_step = _last_step(self.path) if resume and held else None
+        except BaseException:
+            self._lock.release()
+            raise
         self._queue: queue.Queue[Callable[[sqlite3.Connection], None] | None] = queue.Queue()
         self._error: BaseException | None = None
         self._ready = threading.Event()
@@ -307,6 +327,7 @@ class RunStore:
         self._thread.start()
         self._ready.wait()
         if self._error:
+            self._lock.release()
             raise StoreError(f"cannot open {self.path}: {self._error}") from None
         self._closed = False
 
@@ -438,6 +459,7 @@ class RunStore:
         self._closed = True
         self._queue.put(None)
         self._thread.join()
+        self._lock.release()
         if self._error is not None:
             err, self._error = self._error, None
             raise StoreError(f"writing {self.path} failed: {err}") from err
@@ -593,3 +615,6 @@ def load_series(run_dir: str | os.PathLike, metric: str, con: sqlite3.Connection
         v = unpack(r[2], r[1])
         mat[i, : min(n, len(v))] = v[:n]
     return pd.DataFrame(mat, index=pd.Index(steps, name="step"), columns=names)
+
+
+from .runlock import RunLocked  # noqa: E402  (defined beside the lock; raised by RunStore and check_out)
