@@ -126,3 +126,164 @@ def test_cli_run_into_a_recorded_directory_is_one_line_and_the_script_does_not_r
     r = _cli(["run", "--overwrite", "--out", "r", str(s), "5"], tmp_path)
     assert r.returncode == 0, r.stderr
     assert gw.load(tmp_path / "r").n_steps == 5
+
+
+# ---------------------------------------------------------------- resume
+
+
+def _batch(step):
+    g = torch.Generator().manual_seed(1000 + step)  # the data of a step depends on its number only
+    x = torch.randn(16, 4, generator=g)
+    return x, x.sum(1, keepdim=True)
+
+
+def _steps(model, opt, w, start, stop, ckpt=None, at=()):
+    for step in range(start, stop):
+        x, y = _batch(step)
+        loss = (model(x) - y).pow(2).mean()
+        opt.zero_grad(); loss.backward(); opt.step()
+        if ckpt is not None and step + 1 in at:
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "next": step + 1,
+                        "gradwatch": w.state_dict()}, ckpt)
+
+
+def _adam(seed=0):
+    model = _model(seed)
+    return model, torch.optim.Adam(model.parameters(), lr=1e-2)
+
+
+def _uninterrupted(out, n, **kw):
+    model, opt = _adam()
+    with gw.watch(model, opt, out=out, every=5, stats_budget=None, **kw) as w:
+        _steps(model, opt, w, 0, n)
+    return gw.load(out)
+
+
+def _crash_then_resume(out, ckpt, crash_at, ckpt_at, n, use_state=False, **kw):
+    model, opt = _adam()
+    with gw.watch(model, opt, out=out, every=5, stats_budget=None, **kw) as w:
+        _steps(model, opt, w, 0, crash_at, ckpt, ckpt_at)   # the process dies at crash_at
+    state = torch.load(ckpt)
+    model, opt = _adam()
+    model.load_state_dict(state["model"]); opt.load_state_dict(state["opt"])
+    with gw.watch(model, opt, out=out, every=5, stats_budget=None, resume=True, **kw) as w:
+        if use_state:
+            w.load_state_dict(state["gradwatch"])
+        assert w.step == state["next"]
+        _steps(model, opt, w, w.step, n)
+    return gw.load(out)
+
+
+def test_resume_from_a_checkpoint_continues_the_record_and_keeps_the_steps_trained_again(tmp_path):
+    run = _crash_then_resume(tmp_path / "r", tmp_path / "c.pt", crash_at=27, ckpt_at=(10, 20), n=40)
+    ref = _uninterrupted(tmp_path / "u", 40)
+    assert list(run.steps.index) == list(range(40))
+    # the record is the uninterrupted run's: same losses at the same step numbers
+    np.testing.assert_allclose(run.steps.loss.to_numpy(), ref.steps.loss.to_numpy(), rtol=1e-5)
+    sup = run.superseded
+    assert list(sup.step) == list(range(20, 27)) and set(sup.restart) == {1}
+    r = run.restarts
+    assert len(r) == 1 and r.step[0] == 20 and r.source[0] == "optimizer state" and r.superseded[0] == 7
+    assert r.last_recorded[0] == 26 and r.unrecorded[0] is None
+    d, dref = gw.diagnose(run), gw.diagnose(ref)
+    assert d.steps == 40 and [f.kind for f in d.findings] == [f.kind for f in dref.findings]
+    assert set(run.series("grad_norm").index) == set(range(40))  # superseded vectors are not among them
+
+
+def test_the_watcher_state_carries_the_statistics_schedule_on(tmp_path):
+    with_state = _crash_then_resume(tmp_path / "s", tmp_path / "c.pt", 27, (20,), 40, use_state=True)
+    ref = _uninterrupted(tmp_path / "u", 40)
+    assert list(with_state.series("delta").index) == list(ref.series("delta").index)  # 0, 5, ..., 35
+    assert with_state.restarts.source[0] == "watcher state"
+    without = _crash_then_resume(tmp_path / "n", tmp_path / "c2.pt", 27, (22,), 40)
+    assert 22 in without.series("delta").index  # without it the first resumed step is measured in full
+
+
+def test_resume_without_optimizer_state_goes_on_from_the_record_or_a_given_step(tmp_path):
+    _watched(tmp_path / "a", 6)
+    w = _watched(tmp_path / "a", 4, resume=True)  # SGD: no step in its state
+    run = gw.load(tmp_path / "a")
+    assert list(run.steps.index) == list(range(10)) and run.restarts.source[0] == "record"
+    assert w.restarted["superseded"] == 0
+    _watched(tmp_path / "a", 2, resume=True, start_step=8)
+    run = gw.load(tmp_path / "a")
+    assert list(run.steps.index) == list(range(10))
+    assert list(run.restarts.restart) == [1, 2] and list(run.superseded.step) == [8, 9]
+    _watched(tmp_path / "a", 1, resume=True, start_step=15)  # a gap: steps trained, never written
+    assert gw.load(tmp_path / "a").restarts.unrecorded.iloc[-1] == [10, 14]
+
+
+def test_resume_into_an_empty_directory_starts_a_new_record(tmp_path):
+    _watched(tmp_path, 3, resume=True)
+    run = gw.load(tmp_path)
+    assert list(run.steps.index) == [0, 1, 2] and len(run.restarts) == 0
+
+
+def test_load_state_dict_after_a_step_is_refused(tmp_path):
+    model, opt = _adam()
+    with gw.watch(model, opt, out=tmp_path) as w:
+        _steps(model, opt, w, 0, 2)
+        state = w.state_dict()
+        with pytest.raises(WatchError, match="before the first step"):
+            w.load_state_dict(state)
+    with gw.watch(_model(1), out=tmp_path / "b") as w:
+        with pytest.raises(WatchError, match="state_dict"):
+            w.load_state_dict({"step": 3})
+
+
+def test_the_guard_state_survives_a_checkpoint(tmp_path):
+    model, opt = _adam()
+    with gw.watch(model, opt, out=tmp_path, guard=True) as w:
+        _steps(model, opt, w, 0, 12)
+        torch.save({"gw": w.state_dict()}, tmp_path / "c.pt")
+    state = torch.load(tmp_path / "c.pt")["gw"]  # weights_only loading
+    model, opt = _adam()
+    with gw.watch(model, opt, out=tmp_path, guard=True, resume=True) as w2:
+        w2.load_state_dict(state)
+        assert list(w2.guard.norms) == list(w.guard.norms) and len(w2.guard.norms) == 12
+        assert w2.guard._snapshot is not None and w2.step == 12
+
+
+def test_a_checkpoint_commits_the_record(tmp_path):
+    model, opt = _adam()
+    with gw.watch(model, opt, out=tmp_path / "r", flush_seconds=1e9, flush_every=10**6) as w:
+        _steps(model, opt, w, 0, 7)
+        assert gw.load(tmp_path / "r").n_steps == 0  # nothing flushed yet
+        torch.save(model.state_dict(), tmp_path / "m.pt")
+        assert gw.load(tmp_path / "r").n_steps == 7  # every step before the checkpoint
+    assert torch.save.__name__ == "save"  # put back once no watcher is live
+
+
+CKPT_TRAIN = """
+    import os, sys, torch
+    from torch import nn
+    torch.set_num_threads(1); torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 1))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    start = 0
+    if os.path.exists("ckpt.pt"):
+        c = torch.load("ckpt.pt"); model.load_state_dict(c["model"]); opt.load_state_dict(c["opt"]); start = c["next"]
+    stop, crash = int(sys.argv[1]), int(sys.argv[2])
+    for step in range(start, stop):
+        g = torch.Generator().manual_seed(step)
+        x = torch.randn(32, 8, generator=g)
+        loss = (model(x) - x.sum(1, keepdim=True)).pow(2).mean()
+        opt.zero_grad(); loss.backward(); opt.step()
+        if (step + 1) % 10 == 0:
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "next": step + 1}, "ckpt.pt")
+        if step + 1 == crash:
+            raise SystemExit("preempted")
+"""
+
+
+def test_cli_resume_continues_a_script_restarted_from_its_checkpoint(tmp_path):
+    s = tmp_path / "train.py"
+    s.write_text(textwrap.dedent(CKPT_TRAIN))
+    r = _cli(["run", "--out", "r", str(s), "40", "25"], tmp_path)
+    assert r.returncode == 1, r.stderr
+    r = _cli(["run", "--resume", "--out", "r", str(s), "40", "0"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "resumed 1× (at step 20); 5 step(s) trained again kept apart" in r.stderr
+    run = gw.load(tmp_path / "r")
+    assert list(run.steps.index) == list(range(40)) and list(run.superseded.step) == list(range(20, 25))
+    assert run.restarts.source[0] == "optimizer state"

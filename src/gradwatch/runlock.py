@@ -1,8 +1,8 @@
 """One writer per run: an exclusive ``flock`` on ``DIR/run.lock`` held while a store writes.
 
 The kernel drops the lock when its process ends, however it ends (``kill -9`` included), so a
-crashed writer never leaves a run locked: there is no stale lock file to clean up, only a file
-whose content names the last writer. Readers (``gw.load``, the report, the diagnosis) never take
+crashed writer never leaves a run locked: the file it leaves behind (naming it) is no lock. A
+writer that ends normally removes the file. Readers (``gw.load``, the report, the diagnosis) never take
 the lock; SQLite's WAL mode lets them read while the writer writes. A process forked from the
 writer (a ``DataLoader`` worker) does not keep the lock alive after the writer dies: its copy of
 the descriptor is closed in the child.
@@ -75,25 +75,39 @@ class WriterLock:
         """Take the lock, or raise :class:`RunLocked` naming who holds it."""
         if fcntl is None or self._fd is not None:
             return
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = _read(fd)
+        for _ in range(100):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = _read(fd)
+                os.close(fd)
+                raise RunLocked(_message(self.path.parent, holder)) from None
+            try:  # the file may have been removed by the writer we waited behind: lock the one there now
+                if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
             os.close(fd)
-            raise RunLocked(_message(self.path.parent, holder)) from None
+        else:  # pragma: no cover - a directory whose lock file keeps being replaced
+            raise RunLocked(_message(self.path.parent, {}))
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}).encode())
         self._fd = fd
         _HELD.add(self)
 
     def release(self) -> None:
-        """Let go of the lock (the file stays, naming the last writer). Safe to call twice."""
+        """Let go of the lock and remove its file (removed while still held: whoever opened it
+        meanwhile sees it gone and takes the new one). Safe to call twice."""
         fd, self._fd = self._fd, None
         if fd is None:
             return
         _HELD.discard(self)
         try:
+            try:
+                self.path.unlink()
+            except OSError:
+                pass
             fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)

@@ -26,7 +26,14 @@ of a newer schema than this gradwatch knows is refused with a message, never hal
     sequences; NaN where none arrived), ‖∂L/∂x_t‖ at a fused RNN's input; per call, in call
     order, for other modules called several times in one step.
 ``events(id, step, kind, detail)``
-    Anything that happens once: guard actions, clipping, warnings; ``detail`` is JSON.
+    Anything that happens once: guard actions, clipping, warnings; ``detail`` is JSON. A
+    ``restart`` event marks each resume (:meth:`RunStore.restart`): the step the resumed run
+    starts at, where that number came from, how many recorded steps it supersedes.
+``superseded_steps``, ``superseded_series``, ``superseded_calls``, ``superseded_events`` (schema 2)
+    The rows of the steps a resumed run trains again (recorded after its checkpoint, before the
+    crash), moved out of the tables above with the number of the ``restart`` that superseded
+    them as their first column: kept, never mixed into the new ones. The diagnosis reads only
+    the tables above.
 
 Example:
     >>> import tempfile, numpy as np
@@ -99,7 +106,24 @@ CREATE TABLE IF NOT EXISTS calls(step INTEGER NOT NULL, module INTEGER NOT NULL,
     data BLOB NOT NULL, PRIMARY KEY(step, module));
 CREATE TABLE IF NOT EXISTS events(id INTEGER PRIMARY KEY AUTOINCREMENT, step INTEGER, kind TEXT NOT NULL,
     detail TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS superseded_steps(restart INTEGER NOT NULL, step INTEGER NOT NULL, time REAL, loss REAL,
+    grad_norm REAL, step_time REAL, lr TEXT, stats INTEGER NOT NULL DEFAULT 0, extra TEXT, nonfinite TEXT,
+    PRIMARY KEY(restart, step));
+CREATE TABLE IF NOT EXISTS superseded_series(restart INTEGER NOT NULL, step INTEGER NOT NULL, metric TEXT NOT NULL,
+    dtype TEXT NOT NULL, data BLOB NOT NULL, PRIMARY KEY(restart, step, metric));
+CREATE TABLE IF NOT EXISTS superseded_calls(restart INTEGER NOT NULL, step INTEGER NOT NULL, module INTEGER NOT NULL,
+    dtype TEXT NOT NULL, data BLOB NOT NULL, PRIMARY KEY(restart, step, module));
+CREATE TABLE IF NOT EXISTS superseded_events(restart INTEGER NOT NULL, id INTEGER NOT NULL, step INTEGER,
+    kind TEXT NOT NULL, detail TEXT NOT NULL, PRIMARY KEY(restart, id));
 """
+
+#: the tables whose rows a restart supersedes, and their columns after ``restart``
+_SUPERSEDABLE = {
+    "steps": "step, time, loss, grad_norm, step_time, lr, stats, extra, nonfinite",
+    "series": "step, metric, dtype, data",
+    "calls": "step, module, dtype, data",
+    "events": "id, step, kind, detail",
+}
 
 
 class StoreError(RuntimeError):
@@ -325,6 +349,7 @@ class RunStore:
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="gradwatch-store", daemon=True)
         self._thread.start()
+        self._restart: tuple[int, int, int] | None = None  # (number, last event id before it, its event id)
         self._ready.wait()
         if self._error:
             self._lock.release()
@@ -438,6 +463,63 @@ class RunStore:
         """Record something that happened once (a guard action, a warning, a clip)."""
         row = (step, kind, json.dumps(detail or {}, default=str))
         self._submit(lambda con: con.execute("INSERT INTO events(step, kind, detail) VALUES(?, ?, ?)", row))
+
+    def restart(self, start: int, **detail: Any) -> dict[str, Any]:
+        """Mark a resume at step ``start``: the recorded steps from ``start`` on (which the resumed
+        run trains again) and their vectors, calls and events move to the ``superseded_*`` tables,
+        and a ``restart`` event is written. Waits until it is committed; returns the event's detail.
+
+        Called again by the same store (the start step learnt later, from a checkpoint's watcher
+        state), it first puts back what its previous call moved, then supersedes from the new
+        ``start``: one restart, one event.
+
+        Example:
+            >>> import tempfile
+            >>> d = tempfile.mkdtemp()
+            >>> s = RunStore(d); s.write_steps([dict(step=i, loss=1.0) for i in range(5)]); s.close()
+            >>> s = RunStore(d, resume=True); info = s.restart(3, source="given"); s.close()
+            >>> info["superseded"], info["last_recorded"], info["restart"]
+            (2, 4, 1)
+        """
+        out: dict[str, Any] = {}
+
+        def job(con: sqlite3.Connection) -> None:
+            out.update(self._restart_rows(con, int(start), detail))
+
+        self._submit(job)
+        self.flush()
+        return out
+
+    def _restart_rows(self, con: sqlite3.Connection, start: int, detail: dict[str, Any]) -> dict[str, Any]:
+        again = self._restart
+        if again is not None:  # undo this store's earlier call: the rows back, its event gone
+            n, before_id, event_id = again
+            for table, cols in _SUPERSEDABLE.items():
+                con.execute(f"INSERT OR REPLACE INTO {table}({cols}) SELECT {cols} FROM superseded_{table} "
+                            "WHERE restart = ?", (n,))
+                con.execute(f"DELETE FROM superseded_{table} WHERE restart = ?", (n,))
+            con.execute("DELETE FROM events WHERE id = ?", (event_id,))
+        else:
+            n = 1 + con.execute("SELECT count(*) FROM events WHERE kind = 'restart'").fetchone()[0]
+            before_id = con.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+        last = con.execute("SELECT max(step) FROM steps").fetchone()[0]
+        superseded = con.execute("SELECT count(*) FROM steps WHERE step >= ?", (start,)).fetchone()[0]
+        for table, cols in _SUPERSEDABLE.items():
+            # events: those of the runs before this restart only (not this run's own, nor the restarts)
+            where = "step >= ?" + (" AND kind != 'restart' AND id <= ?" if table == "events" else "")
+            args = (start, before_id) if table == "events" else (start,)
+            con.execute(f"INSERT OR REPLACE INTO superseded_{table}(restart, {cols}) SELECT ?, {cols} FROM {table} "
+                        f"WHERE {where}", (n, *args))
+            con.execute(f"DELETE FROM {table} WHERE {where}", args)
+        info = {"restart": n, "from_step": start, "last_recorded": last, "superseded": superseded,
+                # steps trained before the restart but never written (the process died before its flush)
+                "unrecorded": [last + 1 if last is not None else 0, start - 1]
+                if start > (last + 1 if last is not None else 0) else None,
+                **detail}
+        cur = con.execute("INSERT INTO events(step, kind, detail) VALUES(?, 'restart', ?)",
+                          (start, json.dumps(info, default=str)))
+        self._restart = (n, before_id, cur.lastrowid)
+        return info
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until everything queued so far is committed; re-raise a writer error."""
