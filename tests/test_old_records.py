@@ -43,6 +43,7 @@ def test_an_old_record_opens_and_diagnoses_as_it_did(generation, name, tmp_path)
     d = gw.diagnose(run)
     assert d.steps == want["steps"] and d.verdict == want["verdict"]
     assert [f.kind for f in d.findings] == want["kinds"]
+    assert run.superseded.empty and run.restarts.empty  # tables and events of later schemas: absent, not errors
 
 
 def test_resuming_a_schema_1_record_brings_it_to_the_current_schema(tmp_path):

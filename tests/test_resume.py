@@ -287,3 +287,20 @@ def test_cli_resume_continues_a_script_restarted_from_its_checkpoint(tmp_path):
     run = gw.load(tmp_path / "r")
     assert list(run.steps.index) == list(range(40)) and list(run.superseded.step) == list(range(20, 25))
     assert run.restarts.source[0] == "optimizer state"
+
+
+def test_a_restart_made_again_by_the_same_store_is_one_restart(tmp_path):
+    s = RunStore(tmp_path)
+    s.write_steps([dict(step=i, loss=float(i)) for i in range(10)])
+    s.event(8, "note", {})
+    s.close()
+    s = RunStore(tmp_path, resume=True)
+    s.restart(6, source="optimizer state")
+    s.event(6, "mine", {})  # written by the resumed run: never superseded
+    s.restart(3, source="watcher state")  # learnt later: earlier than first thought
+    s.restart(7, source="watcher state")  # or later: steps 3..6 come back
+    s.close()
+    run = gw.load(tmp_path)
+    assert list(run.steps.index) == list(range(7)) and list(run.superseded.step) == [7, 8, 9]
+    assert len(run.restarts) == 1 and run.restarts.step[0] == 7 and run.restarts.superseded[0] == 3
+    assert set(run.events.kind) == {"restart", "mine"}  # the old note at step 8 is superseded with its step
