@@ -304,3 +304,14 @@ def test_a_restart_made_again_by_the_same_store_is_one_restart(tmp_path):
     assert list(run.steps.index) == list(range(7)) and list(run.superseded.step) == [7, 8, 9]
     assert len(run.restarts) == 1 and run.restarts.step[0] == 7 and run.restarts.superseded[0] == 3
     assert set(run.events.kind) == {"restart", "mine"}  # the old note at step 8 is superseded with its step
+
+
+def test_the_diagnosis_json_names_the_restarts(tmp_path):
+    from gradwatch.findings import Diagnosis
+
+    _watched(tmp_path, 6)
+    _watched(tmp_path, 2, resume=True, start_step=4)
+    d = gw.diagnose(tmp_path)
+    assert d.steps == 6 and d.restarts == [{"step": 4, "superseded": 2, "unrecorded": None}]
+    assert Diagnosis.from_json(d.to_json()).restarts == d.restarts
+    assert "restarts" not in gw.diagnose(_watched(tmp_path / "plain", 2).out).to_dict()
