@@ -238,16 +238,18 @@ def resume_trial(i: int, rng: random.Random, work: Path, total: int, lightning: 
         cmd = _gradwatch_run(out, work / "resumable.py", [str(tdir / "ckpt.pt"), str(total)])
     kills = rng.choice([1, 2])
     row = {"trial": i, "lightning": lightning, "kills": [], "error": ""}
-    lo = 3
+    lo, ckpt = 3, 0
     for _ in range(kills):
-        at = rng.randint(lo, total - 5)
+        at = rng.randint(lo, total - 15)
         sig = rng.choice([signal.SIGKILL, signal.SIGTERM])
         r = _run_until(cmd, tdir, at, sig, rng.choice([0.0, rng.uniform(0, 0.02)]))
-        # ended before its last step (Lightning stops on SIGTERM and exits 0)
-        finished = r["rc"] == 0 and r["done"] >= total - 1
-        row["kills"].append({"signal": signal.Signals(sig).name, "at": at, "done": r["done"], "ckpt": r["ckpt"],
+        ckpt = max(ckpt, r["ckpt"])  # the checkpoint the next run starts from (maybe an earlier run's)
+        # a restart follows when the run ended before its last checkpoint (Lightning stops on
+        # SIGTERM and exits 0; a kill that lands after the last checkpoint leaves nothing to resume)
+        finished = ckpt >= total or (r["rc"] == 0 and r["done"] >= total - 1)
+        row["kills"].append({"signal": signal.Signals(sig).name, "at": at, "done": r["done"], "ckpt": ckpt,
                              "rc": r["rc"], "killed": r["sent"] and not finished})
-        lo = min(total - 5, at + 1)
+        lo = min(total - 15, max(at, r["done"]) + 1)
     final = _run_until(cmd, tdir, None, 0, 0.0)
     row["final_rc"] = final["rc"]
     row.update(check_resumed(out, total, row["kills"], lightning, ref, out.with_suffix(".json") if not lightning
@@ -377,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lightning-trials", type=int, default=4, help="kill-and-resume trials with the Lightning "
                     "callback (0 without Lightning)")
     ap.add_argument("--writer-trials", type=int, default=5, help="two writers on one run directory")
-    ap.add_argument("--total", type=int, default=60, help="steps of each resumed run")
+    ap.add_argument("--total", type=int, default=80, help="steps of each resumed run")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-step", type=int, default=200, help="kill -9 at a random step in [3, MAX]")
     ap.add_argument("--flush-at", type=int, default=25, help="the script forces a blocking flush every N steps")

@@ -336,7 +336,9 @@ class RunStore:
         self._lock.acquire()
         try:
             held = check_out(self.dir, resume=resume, overwrite=overwrite, probe_lock=False)
-            if not (resume and held):
+            #: whether this store continues a record that was there (resume), even one without steps
+            self.continued = bool(resume and held is not None and self.path.exists())
+            if not self.continued:
                 _remove_db(self.path)  # nothing kept from a replaced (or empty) record: no mixing
             #: steps the record held when this store opened it (0 for a new run)
             self.resumed_steps = held if resume else 0

@@ -317,7 +317,7 @@ class Watcher:
         if self.step:  # numbered from a checkpoint: the statistics schedule starts there, step 0 alike
             self.schedule = StatsSchedule(self.every, first=self.step + first_stats_step,
                                           budget=self.schedule.budget)
-        if resume and (last is not None or self.step):
+        if resume and (getattr(self.store, "continued", False) or self.step):
             self.restarted = self.store.restart(self.step, source=source, time=time.time())
         if compiled is not None:
             self.store.set_meta(compiled=compiled)

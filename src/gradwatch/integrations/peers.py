@@ -38,6 +38,7 @@ class _PeerStore:
         self.dir = Path(out)
         self.precision = precision
         self.last_step = None
+        self.continued = False
         self.events: list[tuple[Any, str, dict]] = []
 
     def event(self, step, kind, detail=None) -> None:
