@@ -424,8 +424,8 @@ def main(argv: list[str] | None = None) -> int:
             for i in range(n):
                 rows.append(resume_trial(i, rng, work, args.total, lightning, ref))
                 r = rows[-1]
-                kills = ", ".join(f"{k['signal']}@{k['at']}(ckpt {k['ckpt']})" for k in r["kills"])
-                print(f"{'lightning' if lightning else 'resume'} trial {i:3d}: {kills:44s} "
+                kills = ", ".join(f"{k['signal']} after step {k['done']} (ckpt {k['ckpt']})" for k in r["kills"])
+                print(f"{'lightning' if lightning else 'resume'} trial {i:3d}: {kills:64s} "
                       f"{'recovered' if r['recovered'] else 'FAILED ' + str({k: r[k] for k in r if r[k] is False}) + ' ' + r.get('error', '')}",
                       flush=True)
             name = "the Lightning callback, fit(ckpt_path='last')" if lightning else "gradwatch run --resume"

@@ -46,7 +46,7 @@ from .probes.model_info import describe_model, describe_optimizer
 from .probes.modules import ModuleProbe
 from .probes.tensors import TensorStats
 from .schedule import StatsSchedule
-from .store import RunStore
+from .store import DB_NAME, RunStore
 
 
 class WatchError(ValueError):
@@ -177,7 +177,7 @@ def fresh_dir(path: Path) -> Path:
         't'
     """
     candidate, n = path, 1
-    while (candidate / "run.db").exists():
+    while (candidate / DB_NAME).exists():
         n += 1
         candidate = path.with_name(f"{path.name}-{n}")
     return candidate
