@@ -183,7 +183,8 @@ LIGHTNING = textwrap.dedent("""
 
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.zeros(total, 1)), batch_size=1)
     ck = ModelCheckpoint(dirpath=os.path.join(work, "ckpt"), every_n_train_steps=10, save_last=True, save_top_k=0)
-    cb = GradwatchCallback(out=os.path.join(work, "run"), every=10, stats_budget=None, quiet=True)
+    # resume=True: a requeued job runs the same command every time, also after a kill before any checkpoint
+    cb = GradwatchCallback(out=os.path.join(work, "run"), every=10, stats_budget=None, quiet=True, resume=True)
     t = L.Trainer(default_root_dir=work, max_steps=total, max_epochs=1, accelerator="cpu", devices=1,
                   logger=False, callbacks=[ck, Saved(), cb], enable_progress_bar=False, enable_model_summary=False)
     last = os.path.join(work, "ckpt", "last.ckpt")

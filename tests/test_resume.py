@@ -315,3 +315,16 @@ def test_the_diagnosis_json_names_the_restarts(tmp_path):
     assert d.steps == 6 and d.restarts == [{"step": 4, "superseded": 2, "unrecorded": None}]
     assert Diagnosis.from_json(d.to_json()).restarts == d.restarts
     assert "restarts" not in gw.diagnose(_watched(tmp_path / "plain", 2).out).to_dict()
+
+
+def test_a_script_that_starts_over_with_a_fresh_adam_starts_the_numbering_over(tmp_path):
+    model, opt = _adam()
+    with gw.watch(model, opt, out=tmp_path, resume=True) as w:  # killed before its first checkpoint
+        _steps(model, opt, w, 0, 5)
+    model, opt = _adam()  # no checkpoint to load: training starts over
+    with gw.watch(model, opt, out=tmp_path, resume=True) as w:
+        assert w.step == 0
+        _steps(model, opt, w, 0, 8)
+    run = gw.load(tmp_path)
+    assert list(run.steps.index) == list(range(8)) and list(run.superseded.step) == list(range(5))
+    assert run.restarts.step.tolist() == [0] and run.restarts.source[0] == "optimizer state"

@@ -215,8 +215,9 @@ class Watcher:
             steps and roll back after repeated failures; needs the optimizer.
         resume: continue the run recorded in ``out`` (after a restart from a checkpoint); a new
             run when none is recorded there. Step numbers carry on from ``start_step``, else from
-            the optimizer state's ``step`` (Adam's ``state['step']``: the checkpoint's step count),
-            else from the last recorded step; the recorded steps from there on, which the resumed
+            the optimizer state's ``step`` (Adam's ``state['step']``: the checkpoint's step count;
+            0 for a fresh Adam, the script started over), else (plain SGD keeps no count) from the
+            last recorded step; the recorded steps from there on, which the resumed
             run trains again, are kept as superseded (:meth:`RunStore.restart
             <gradwatch.store.RunStore.restart>`), and a ``restart`` event marks the resume. Without
             ``resume`` or ``overwrite`` a directory that already holds a run is refused
@@ -903,13 +904,21 @@ def _validate_model(model: Any) -> None:
         )
 
 
+#: torch optimizers that count their steps in their state (``state[p]['step']``)
+_COUNTS_STEPS = tuple(getattr(torch.optim, n) for n in (
+    "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Adadelta", "ASGD", "Rprop", "SparseAdam",
+    "Adafactor") if hasattr(torch.optim, n))
+
+
 def optimizer_step(optimizer: torch.optim.Optimizer | None) -> int | None:
-    """The step count an optimizer's state holds (Adam's ``state[p]['step']``), or None.
+    """The step count an optimizer's state holds (Adam's ``state[p]['step']``): 0 for such an
+    optimizer with no state yet (a script that restarted from scratch), None for one that keeps
+    no count (plain SGD).
 
     Example:
         >>> p = torch.nn.Parameter(torch.ones(2)); opt = torch.optim.Adam([p])
-        >>> optimizer_step(opt) is None
-        True
+        >>> optimizer_step(opt), optimizer_step(torch.optim.SGD([p], lr=0.1))
+        (0, None)
         >>> for _ in range(3):
         ...     p.grad = torch.ones(2); opt.step()
         >>> optimizer_step(opt)
@@ -919,7 +928,7 @@ def optimizer_step(optimizer: torch.optim.Optimizer | None) -> int | None:
         return None
     steps = [v["step"] for v in optimizer.state.values() if isinstance(v, dict) and "step" in v]
     if not steps:
-        return None
+        return 0 if isinstance(optimizer, _COUNTS_STEPS) and not optimizer.state else None
     return max(int(float(s)) for s in steps)
 
 
