@@ -223,9 +223,14 @@ def _run_until(cmd: list[str], cwd: Path, kill_at: int | None, sig: int, delay: 
     return {"done": done, "ckpt": ckpt, "rc": rc, "sent": sent, "stderr": "".join(err)[-400:]}
 
 
-def _kinds(diagnosis_json: Path) -> list:
-    d = json.loads(diagnosis_json.read_text())
-    return [(f["kind"], sorted(c["id"] for c in f["causes"]), f.get("consequence_of")) for f in d["findings"]]
+def _checkpoint_on_disk(tdir: Path, lightning: bool) -> int:
+    import torch
+
+    path = tdir / "ckpt" / "last.ckpt" if lightning else tdir / "ckpt.pt"
+    if not path.exists():
+        return 0
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    return int(saved["global_step"] if lightning else saved["next"])
 
 
 def resume_trial(i: int, rng: random.Random, work: Path, total: int, lightning: bool, ref: dict) -> dict:
@@ -244,7 +249,9 @@ def resume_trial(i: int, rng: random.Random, work: Path, total: int, lightning: 
         at = rng.randint(lo, total - 15)
         sig = rng.choice([signal.SIGKILL, signal.SIGTERM])
         r = _run_until(cmd, tdir, at, sig, rng.choice([0.0, rng.uniform(0, 0.02)]))
-        ckpt = max(ckpt, r["ckpt"])  # the checkpoint the next run starts from (maybe an earlier run's)
+        # the checkpoint the next run starts from (maybe an earlier run's): read from the disk, as a
+        # kill may land between the checkpoint's rename and its "ckpt" line
+        ckpt = _checkpoint_on_disk(tdir, lightning)
         # a restart follows when the run ended before its last checkpoint (Lightning stops on
         # SIGTERM and exits 0; a kill that lands after the last checkpoint leaves nothing to resume)
         finished = ckpt >= total or (r["rc"] == 0 and r["done"] >= total - 1)
@@ -253,14 +260,14 @@ def resume_trial(i: int, rng: random.Random, work: Path, total: int, lightning: 
         lo = min(total - 15, max(at, r["done"]) + 1)
     final = _run_until(cmd, tdir, None, 0, 0.0)
     row["final_rc"] = final["rc"]
-    row.update(check_resumed(out, total, row["kills"], lightning, ref, out.with_suffix(".json") if not lightning
-                             else None))
+    row.update(check_resumed(out, total, row["kills"], lightning, ref))
     if final["rc"] != 0 and not row["error"]:
-        row["error"] = final["stderr"].strip().splitlines()[-1][:200] if final["stderr"].strip() else f"rc {final['rc']}"
+        tail = final["stderr"].strip().splitlines()
+        row["error"] = tail[-1][:200] if tail else f"rc {final['rc']}"
     return row
 
 
-def check_resumed(out: Path, total: int, kills: list[dict], lightning: bool, ref: dict, js: Path | None) -> dict:
+def check_resumed(out: Path, total: int, kills: list[dict], lightning: bool, ref: dict) -> dict:
     import numpy as np
 
     import gradwatch as gw
@@ -426,8 +433,9 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(resume_trial(i, rng, work, args.total, lightning, ref))
                 r = rows[-1]
                 kills = ", ".join(f"{k['signal']} after step {k['done']} (ckpt {k['ckpt']})" for k in r["kills"])
+                failed = [k for k in r if r[k] is False and k != "lightning"]
                 print(f"{'lightning' if lightning else 'resume'} trial {i:3d}: {kills:64s} "
-                      f"{'recovered' if r['recovered'] else 'FAILED ' + str({k: r[k] for k in r if r[k] is False}) + ' ' + r.get('error', '')}",
+                      f"{'recovered' if r['recovered'] else 'FAILED ' + ', '.join(failed) + ' ' + r.get('error', '')}",
                       flush=True)
             name = "the Lightning callback, fit(ckpt_path='last')" if lightning else "gradwatch run --resume"
             killed = [k for r in rows for k in r["kills"]]
