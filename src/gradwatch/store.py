@@ -61,7 +61,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 2  # also in _SET_VERSION: change both
 DB_NAME = "run.db"
 
 #: per-parameter vectors, indexed by ``params.id``
@@ -117,13 +117,45 @@ CREATE TABLE IF NOT EXISTS superseded_events(restart INTEGER NOT NULL, id INTEGE
     kind TEXT NOT NULL, detail TEXT NOT NULL, PRIMARY KEY(restart, id));
 """
 
-#: the tables whose rows a restart supersedes, and their columns after ``restart``
-_SUPERSEDABLE = {
-    "steps": "step, time, loss, grad_norm, step_time, lr, stats, extra, nonfinite",
-    "series": "step, metric, dtype, data",
-    "calls": "step, module, dtype, data",
-    "events": "id, step, kind, detail",
-}
+#: schema version, as the pragma writes it (SQL is never built from strings: see _migrate)
+_SET_VERSION = "PRAGMA user_version = 2"
+
+
+def _supersede(con: sqlite3.Connection, n: int, start: int, before_id: int) -> None:
+    """Move the rows of steps ``start`` and on into the ``superseded_*`` tables as restart ``n``;
+    of the events, only those written before the restart (id ≤ ``before_id``), never a restart's."""
+    a = {"n": n, "start": start, "before": before_id}
+    con.execute("INSERT OR REPLACE INTO superseded_steps(restart, step, time, loss, grad_norm, step_time, lr, stats, "
+                "extra, nonfinite) SELECT :n, step, time, loss, grad_norm, step_time, lr, stats, extra, nonfinite "
+                "FROM steps WHERE step >= :start", a)
+    con.execute("DELETE FROM steps WHERE step >= :start", a)
+    con.execute("INSERT OR REPLACE INTO superseded_series(restart, step, metric, dtype, data) "
+                "SELECT :n, step, metric, dtype, data FROM series WHERE step >= :start", a)
+    con.execute("DELETE FROM series WHERE step >= :start", a)
+    con.execute("INSERT OR REPLACE INTO superseded_calls(restart, step, module, dtype, data) "
+                "SELECT :n, step, module, dtype, data FROM calls WHERE step >= :start", a)
+    con.execute("DELETE FROM calls WHERE step >= :start", a)
+    con.execute("INSERT OR REPLACE INTO superseded_events(restart, id, step, kind, detail) SELECT :n, id, step, "
+                "kind, detail FROM events WHERE step >= :start AND kind != 'restart' AND id <= :before", a)
+    con.execute("DELETE FROM events WHERE step >= :start AND kind != 'restart' AND id <= :before", a)
+
+
+def _unsupersede(con: sqlite3.Connection, n: int) -> None:
+    """Put the rows restart ``n`` superseded back where they were."""
+    a = {"n": n}
+    con.execute("INSERT OR REPLACE INTO steps(step, time, loss, grad_norm, step_time, lr, stats, extra, nonfinite) "
+                "SELECT step, time, loss, grad_norm, step_time, lr, stats, extra, nonfinite FROM superseded_steps "
+                "WHERE restart = :n", a)
+    con.execute("DELETE FROM superseded_steps WHERE restart = :n", a)
+    con.execute("INSERT OR REPLACE INTO series(step, metric, dtype, data) SELECT step, metric, dtype, data "
+                "FROM superseded_series WHERE restart = :n", a)
+    con.execute("DELETE FROM superseded_series WHERE restart = :n", a)
+    con.execute("INSERT OR REPLACE INTO calls(step, module, dtype, data) SELECT step, module, dtype, data "
+                "FROM superseded_calls WHERE restart = :n", a)
+    con.execute("DELETE FROM superseded_calls WHERE restart = :n", a)
+    con.execute("INSERT OR REPLACE INTO events(id, step, kind, detail) SELECT id, step, kind, detail "
+                "FROM superseded_events WHERE restart = :n", a)
+    con.execute("DELETE FROM superseded_events WHERE restart = :n", a)
 
 
 class StoreError(RuntimeError):
@@ -496,23 +528,14 @@ class RunStore:
         again = self._restart
         if again is not None:  # undo this store's earlier call: the rows back, its event gone
             n, before_id, event_id = again
-            for table, cols in _SUPERSEDABLE.items():
-                con.execute(f"INSERT OR REPLACE INTO {table}({cols}) SELECT {cols} FROM superseded_{table} "
-                            "WHERE restart = ?", (n,))
-                con.execute(f"DELETE FROM superseded_{table} WHERE restart = ?", (n,))
+            _unsupersede(con, n)
             con.execute("DELETE FROM events WHERE id = ?", (event_id,))
         else:
             n = 1 + con.execute("SELECT count(*) FROM events WHERE kind = 'restart'").fetchone()[0]
             before_id = con.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
         last = con.execute("SELECT max(step) FROM steps").fetchone()[0]
         superseded = con.execute("SELECT count(*) FROM steps WHERE step >= ?", (start,)).fetchone()[0]
-        for table, cols in _SUPERSEDABLE.items():
-            # events: those of the runs before this restart only (not this run's own, nor the restarts)
-            where = "step >= ?" + (" AND kind != 'restart' AND id <= ?" if table == "events" else "")
-            args = (start, before_id) if table == "events" else (start,)
-            con.execute(f"INSERT OR REPLACE INTO superseded_{table}(restart, {cols}) SELECT ?, {cols} FROM {table} "
-                        f"WHERE {where}", (n, *args))
-            con.execute(f"DELETE FROM {table} WHERE {where}", args)
+        _supersede(con, n, start, before_id)
         info = {"restart": n, "from_step": start, "last_recorded": last, "superseded": superseded,
                 # steps trained before the restart but never written (the process died before its flush)
                 "unrecorded": [last + 1 if last is not None else 0, start - 1]
@@ -552,7 +575,7 @@ class RunStore:
 def _migrate(con: sqlite3.Connection) -> None:
     """Bring a record (new, or of schema 1) to ``SCHEMA_VERSION``: the tables new in schema 2 are
     created by ``_SCHEMA_SQL`` (``IF NOT EXISTS``), then the version is written."""
-    con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    con.execute(_SET_VERSION)
     con.execute("INSERT OR REPLACE INTO meta VALUES('schema', ?)", (json.dumps(SCHEMA_VERSION),))
 
 
