@@ -473,7 +473,7 @@ def bench_model(name, configs, rounds, steps, warmup, tmp, log):
     n_tensors = sum(1 for _ in base.parameters())
     n_modules = sum(1 for _ in base.modules())
     n_params = sum(p.numel() for p in base.parameters())
-    runners = [Runner(c, base, x, y, tmp) for c in configs]
+    runners = [Runner(c, base, x, y, Path(tmp) / name) for c in configs]  # a run directory per model and config
     for r in runners:  # warm the allocator, the kernels and the optimizer state
         for _ in range(3):
             r.step()

@@ -177,7 +177,7 @@ def measure_reach(case, twin: Path, best: str | None, out: Path, tol: float, see
     tw = [run_metric([sys.executable, str(seeded(twin, k, sdir / "twin"))]) for k in range(seeds)]
     plain = [run_metric([sys.executable, str(seeded(Path(case.path), k, sdir / "case"))]) for k in range(seeds)]
     tdir = out / case.name / "twin"
-    watched = run_metric([sys.executable, "-m", "gradwatch.cli", "run", "--out", str(tdir), "--json",
+    watched = run_metric([sys.executable, "-m", "gradwatch.cli", "run", "--overwrite", "--out", str(tdir), "--json",
                           str(tdir) + ".json", str(twin)])
     row.update(metric=tw[0]["metric"], twin_metrics=[r["value"] for r in tw], twin_exits=[r["exit"] for r in tw],
                twin_metric_watched=watched["value"], twin_steps=_steps(tdir),
@@ -195,7 +195,7 @@ def measure_reach(case, twin: Path, best: str | None, out: Path, tol: float, see
         rem, steps = [], []
         for k in range(seeds):
             rdir = out / case.name / f"{tag}-{best}-seed{k}"
-            rem.append(run_metric([sys.executable, "-m", "gradwatch.cli", "run", "--remedy", best, "--out",
+            rem.append(run_metric([sys.executable, "-m", "gradwatch.cli", "run", "--overwrite", "--remedy", best, "--out",
                                    str(rdir), "--json", str(rdir) + ".json", str(script_for_seed(k))]))
             steps.append(_steps(rdir))
         return rem, steps
@@ -267,7 +267,7 @@ def trial_case(case, out: Path, trial_steps: int) -> dict:
     """``gradwatch run --trial`` on the case: the best remedy by the trials' loss, and what the
     rules would have chosen first."""
     base_dir = out / case.name / "baseline"
-    gradwatch("run", "--trial", "--trial-steps", str(trial_steps), "--out", str(base_dir),
+    gradwatch("run", "--overwrite", "--trial", "--trial-steps", str(trial_steps), "--out", str(base_dir),
               "--json", str(base_dir) + ".json", case.path)
     row: dict = {"trial_steps": trial_steps}
     try:
@@ -316,7 +316,7 @@ def repair_case(case, out: Path, trial_steps: int, twins: Path, tol: float, reus
         row["trial_seconds"] = time.perf_counter() - t0
     if "nonfinite" in (case.expect or []):
         g = out / case.name / "guarded"
-        proc = gradwatch("run", "--guard", "--out", str(g), "--json", str(g) + ".json", case.path)
+        proc = gradwatch("run", "--overwrite", "--guard", "--out", str(g), "--json", str(g) + ".json", case.path)
         row["guard_exit"] = proc.returncode
         try:
             row.update(guarded_end(g))

@@ -29,6 +29,7 @@ from torch import nn
 from torch.nn.modules import module as module_hooks
 from torch.optim import optimizer as optimizer_hooks
 
+from .store import StoreError
 from .watcher import WatchError, Watcher, is_loss
 
 
@@ -160,7 +161,7 @@ class AutoWatch:
                               **self.watch_kwargs)
             for o in opts[1:]:
                 watcher.add_optimizer(o)
-        except WatchError as e:  # the script goes on, unwatched: never fail it for our sake
+        except (WatchError, StoreError) as e:  # the script goes on, unwatched: never fail it for our sake
             self._declined.add(module)
             print(f"gradwatch: this model is not watched: {e}", file=sys.stderr)
             return None
@@ -233,7 +234,7 @@ class AutoWatch:
         if w is None:
             try:
                 watcher = Watcher(root, optimizer, out=self.out, first_stats_step=1, **self.watch_kwargs)
-            except WatchError as e:  # the script goes on, unwatched: never fail it for our sake
+            except (WatchError, StoreError) as e:  # the script goes on, unwatched: never fail it for our sake
                 self._ignored.add(optimizer)
                 print(f"gradwatch: this optimizer is not watched: {e}", file=sys.stderr)
                 return

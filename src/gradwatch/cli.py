@@ -61,6 +61,12 @@ def _finish(run_dir: Path, json_path: Optional[Path], report: bool = True, trial
     if trial is not None and diagnosis.verdict == "unhealthy":
         _trial_remedies(diagnosis, run_dir, *trial, console=console)
     print_diagnosis(diagnosis, console=console, run=run)
+    restarts = run.restarts
+    if len(restarts):
+        kept = int(restarts.superseded.sum())
+        console.print(f"resumed {len(restarts)}× (at step{'s' if len(restarts) > 1 else ''} "
+                      f"{', '.join(str(int(s)) for s in restarts.step)}); {kept} step(s) trained again kept apart "
+                      "as superseded, not diagnosed", highlight=False)
     if report:
         path = write_report(run, diagnosis, run_dir / "report.html")
         console.print(f"report: {path}", highlight=False)
@@ -120,6 +126,12 @@ def run(
     steps: Optional[int] = typer.Option(None, "--steps", help="stop the script after this many optimizer steps"),
     trial: bool = typer.Option(False, "--trial", help="re-run the script with each top remedy injected and rank them"),
     trial_steps: int = typer.Option(200, "--trial-steps", help="optimizer steps per trial run"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run recorded in --out (the script restarted "
+                                "from its checkpoint): step numbers carry on, steps it trains again are kept "
+                                "as superseded"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the run recorded in --out"),
+    start_step: Optional[int] = typer.Option(None, "--start-step", help="with --resume: the checkpoint's step "
+                                             "(default: the optimizer state's step, else the last recorded + 1)"),
 ) -> None:
     """Run SCRIPT [ARGS...] with every optimizer and module watched, then diagnose it."""
     from .runscript import ScriptNotFound, run_script
@@ -130,10 +142,31 @@ def run(
         _fail(f"--stats-budget must be a fraction between 0 and 1 (e.g. 0.01 for 1 %), got {stats_budget}")
     if steps is not None and steps < 1:
         _fail(f"--steps must be at least 1, got {steps}")
-    out = out or Path("gradwatch-runs") / f"{script.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if resume and overwrite:
+        _fail("--resume and --overwrite exclude each other: continue the recorded run or replace it")
+    if start_step is not None and start_step < 0:
+        _fail(f"--start-step must be a step number ≥ 0, got {start_step}")
+    if resume and out is None:
+        _fail("--resume needs --out: the directory of the run to continue")
+    if out is None:
+        from .watcher import fresh_dir
+
+        out = fresh_dir(Path("gradwatch-runs") / f"{script.stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+    from .store import StoreError, check_out
+
+    try:
+        check_out(out, resume=resume, overwrite=overwrite)  # before the script runs, not at its first step
+    except StoreError as e:
+        _fail(str(e))
     kwargs = {"every": every, "stats_budget": stats_budget or None, "remedy": remedy, "max_steps": steps}
     if guard:
         kwargs["guard"] = True
+    if resume:
+        kwargs["resume"] = True
+    if overwrite:
+        kwargs["overwrite"] = True
+    if start_step is not None:
+        kwargs["start_step"] = start_step
     try:
         status, watcher = run_script(script, list(ctx.args), out, **kwargs)
     except ScriptNotFound as e:

@@ -62,7 +62,7 @@ def train(model, data, out: Path, steps: int, label: str, progress, seed: int = 
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     gen = torch.Generator().manual_seed(seed)
     task = progress.add_task(label, total=steps)
-    with watch(model, opt, out=out, every=10) as w:
+    with watch(model, opt, out=out, every=10, overwrite=True) as w:  # the demo's own runs, made afresh
         for _ in range(steps):
             idx = torch.randint(0, len(Xtr), (64,), generator=gen)
             loss = nn.functional.cross_entropy(model(Xtr[idx]), ytr[idx])

@@ -8,6 +8,10 @@ Schema 2 (this version) adds, without changing any field of schema 1:
   (``null`` for a root cause). Findings are listed by onset, root causes first: the first
   finding with ``consequence_of: null`` is the run's root cause.
 * ``summary`` — one sentence that leads with the root cause and its first remedy.
+* ``restarts`` — present only for a run resumed from a checkpoint: one entry per resume,
+  ``{"step", "superseded", "unrecorded"}`` (the step it started at, how many recorded steps it
+  trained again — kept apart and not diagnosed — and the ``[first, last]`` steps trained but
+  never recorded, or ``null``). ``steps`` counts the steps diagnosed, across the restarts.
 
 A reader of schema 1 sees the same fields with the same meaning (extra keys aside), and
 :meth:`Diagnosis.from_dict` reads schema-1 JSON too (every finding then counts as a root).
@@ -147,6 +151,8 @@ class Diagnosis:
     steps: int
     findings: list[Finding] = field(default_factory=list)
     schema: int = SCHEMA
+    #: one entry per resume of the run (step, superseded, unrecorded); empty when never resumed
+    restarts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def verdict(self) -> str:
@@ -193,13 +199,16 @@ class Diagnosis:
         return {f.kind for f in self.findings if f.serious or not serious_only}
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "schema": self.schema,
             "verdict": self.verdict,
             "steps": self.steps,
             "summary": self.summary,
             "findings": [_clean(asdict(f)) for f in self.findings],
         }
+        if self.restarts:
+            out["restarts"] = _clean(self.restarts)
+        return out
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
@@ -231,7 +240,7 @@ class Diagnosis:
                     consequence_of=f.get("consequence_of"),
                 )
             )
-        return cls(steps=data["steps"], findings=findings)
+        return cls(steps=data["steps"], findings=findings, restarts=list(data.get("restarts", [])))
 
     @classmethod
     def from_json(cls, text: str) -> "Diagnosis":

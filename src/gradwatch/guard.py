@@ -138,6 +138,33 @@ class Guard:
         if self.good_steps % self.snapshot_every == 0:
             self._snapshot = self._take(step + 1, params, optimizers)
 
+    # ------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        """The guard's history as plain data and tensors (for a checkpoint): the recent norms, the
+        counters and the last good snapshot, so a resumed run judges spikes and rolls back as the
+        uninterrupted one would.
+
+        Example:
+            >>> g = Guard(); g.norms.extend([1.0, 2.0]); g.skips = 1
+            >>> h = Guard(); h.load_state_dict(g.state_dict()); list(h.norms), h.skips
+            ([1.0, 2.0], 1)
+        """
+        snap = self._snapshot
+        return {"norms": list(self.norms), "bad_in_a_row": self.bad_in_a_row, "good_steps": self.good_steps,
+                "skips": self.skips, "rollbacks": self.rollbacks,
+                "snapshot": None if snap is None else {"step": snap.step, "params": [p.clone() for p in snap.params],
+                                                       "optim": _clone_tree(snap.optim)}}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Carry on from :meth:`state_dict` (the thresholds stay this guard's own)."""
+        self.norms.clear()
+        self.norms.extend(float(x) for x in state.get("norms", ()))
+        for k in ("bad_in_a_row", "good_steps", "skips", "rollbacks"):
+            setattr(self, k, int(state.get(k, 0)))
+        snap = state.get("snapshot")
+        self._snapshot = None if snap is None else _Snapshot(int(snap["step"]), list(snap["params"]),
+                                                             list(snap["optim"]))
+
     @staticmethod
     @torch.no_grad()
     def _take(step: int, params: list[torch.Tensor], optimizers) -> _Snapshot:

@@ -27,6 +27,8 @@ class Run:
         modules: DataFrame, one row per module (name, type, activation, kind).
         steps: DataFrame indexed by step: loss, grad_norm, step_time, lr (list), stats (bool).
         events: DataFrame of one-off events (step, kind, detail dict).
+        restarts: DataFrame, one row per resume (``restart`` events).
+        superseded: DataFrame of the steps a resumed run trained again, as first recorded.
 
     Example:
         >>> # run = Run("runs/exp1"); run.series("grad_norm")  # steps x parameter names
@@ -86,6 +88,43 @@ class Run:
         with self._con() as con:
             df = pd.read_sql_query("SELECT step, kind, detail FROM events ORDER BY id", con)
         df["detail"] = df["detail"].map(json.loads)
+        return df
+
+    @cached_property
+    def restarts(self):
+        """One row per resume of the run (``restart`` events): ``step`` it started at, ``source``
+        of that number, ``last_recorded`` step before it, how many steps it ``superseded``, and the
+        ``unrecorded`` range trained but never written (the process died before its flush), if any.
+
+        Example:
+            >>> # run.restarts[["step", "source", "superseded"]]
+        """
+        import pandas as pd
+
+        ev = self.events
+        rows = [dict(d, step=s) for s, d in zip(ev.step, ev.detail)] if len(ev) else []
+        rows = [r for r, k in zip(rows, ev.kind) if k == "restart"] if rows else []
+        cols = ["step", "restart", "source", "last_recorded", "superseded", "unrecorded", "time"]
+        return pd.DataFrame(rows, columns=cols) if rows else pd.DataFrame(columns=cols)
+
+    @cached_property
+    def superseded(self):
+        """The steps a resumed run trained again, as recorded before its restart (kept, never
+        mixed into :attr:`steps`): the columns of :attr:`steps` plus ``restart``, the number of the
+        restart that superseded them. Empty for a run never resumed (and for schema-1 records).
+
+        Example:
+            >>> # run.superseded.groupby("restart").size()
+        """
+        import pandas as pd
+
+        with self._con() as con:
+            has = con.execute("SELECT 1 FROM sqlite_master WHERE name = 'superseded_steps'").fetchone()
+            if not has:
+                return pd.DataFrame(columns=["restart", "step", "loss", "grad_norm"])
+            df = pd.read_sql_query("SELECT * FROM superseded_steps ORDER BY restart, step", con)
+        for col in ("loss", "grad_norm", "step_time", "time"):
+            df[col] = df[col].astype(float)
         return df
 
     @property

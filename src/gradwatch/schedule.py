@@ -108,3 +108,26 @@ class StatsSchedule:
         if extra <= 0:  # the statistics cost nothing measurable
             return self.every
         return int(min(self.max_gap, max(self.every, math.ceil(round(extra / self.budget, 6)))))
+
+    def state_dict(self) -> dict:
+        """The schedule's state as plain data (for a checkpoint): where the next statistics step
+        is, how many were taken, the forced steps and the measured costs.
+
+        Example:
+            >>> s = StatsSchedule(every=10, budget=0.01)
+            >>> t = StatsSchedule(every=10, budget=0.01); t.load_state_dict(s.state_dict())
+            >>> t.next_stats == s.next_stats and t.done == s.done
+            True
+        """
+        return {"next_stats": self.next_stats, "done": self.done, "forced": sorted(self.forced),
+                "ordinary": list(self._ordinary), "extra": list(self._extra),
+                "extra_sparse": list(self._extra_sparse)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Carry on from :meth:`state_dict` (the spacing and budget stay this schedule's own)."""
+        self.next_stats = int(state["next_stats"])
+        self.done = int(state["done"])
+        self.forced = set(int(s) for s in state.get("forced", ()))
+        self._ordinary.extend(float(x) for x in state.get("ordinary", ()))
+        self._extra.extend(float(x) for x in state.get("extra", ()))
+        self._extra_sparse.extend(float(x) for x in state.get("extra_sparse", ()))

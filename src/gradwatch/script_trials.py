@@ -81,7 +81,7 @@ def _arm(script, args, remedy, steps, out: Path, timeout) -> ScriptTrial:
     from .record import load
 
     cmd = [sys.executable, "-m", "gradwatch.cli", "run", "--out", str(out), "--json", str(out) + ".json",
-           "--steps", str(steps), "--stats-budget", "0"]  # every arm measured on the same steps
+           "--steps", str(steps), "--stats-budget", "0", "--overwrite"]  # every arm measured on the same steps
     if remedy != "baseline":
         cmd += ["--remedy", remedy]
     t = time.perf_counter()

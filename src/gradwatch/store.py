@@ -1,6 +1,9 @@
 """The run store: one SQLite database per run (``DIR/run.db``), written off the training thread.
 
-Schema (``SCHEMA_VERSION`` 1; every value is plain data, nothing is pickled):
+Schema (``SCHEMA_VERSION`` 2, kept in ``PRAGMA user_version`` and in ``meta.schema``; every value
+is plain data, nothing is pickled). Schema 1 (``user_version`` 0) is the same layout without the
+version pragma: such records open as they are and are brought to schema 2 when resumed. A record
+of a newer schema than this gradwatch knows is refused with a message, never half read.
 
 ``meta(key, value)``
     JSON values: ``schema``, ``gradwatch``, ``torch``, ``started``, ``argv``, ``config``
@@ -23,7 +26,14 @@ Schema (``SCHEMA_VERSION`` 1; every value is plain data, nothing is pickled):
     sequences; NaN where none arrived), ‖∂L/∂x_t‖ at a fused RNN's input; per call, in call
     order, for other modules called several times in one step.
 ``events(id, step, kind, detail)``
-    Anything that happens once: guard actions, clipping, warnings; ``detail`` is JSON.
+    Anything that happens once: guard actions, clipping, warnings; ``detail`` is JSON. A
+    ``restart`` event marks each resume (:meth:`RunStore.restart`): the step the resumed run
+    starts at, where that number came from, how many recorded steps it supersedes.
+``superseded_steps``, ``superseded_series``, ``superseded_calls``, ``superseded_events`` (schema 2)
+    The rows of the steps a resumed run trains again (recorded after its checkpoint, before the
+    crash), moved out of the tables above with the number of the ``restart`` that superseded
+    them as their first column: kept, never mixed into the new ones. The diagnosis reads only
+    the tables above.
 
 Example:
     >>> import tempfile, numpy as np
@@ -51,7 +61,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # also in _SET_VERSION: change both
 DB_NAME = "run.db"
 
 #: per-parameter vectors, indexed by ``params.id``
@@ -96,7 +106,56 @@ CREATE TABLE IF NOT EXISTS calls(step INTEGER NOT NULL, module INTEGER NOT NULL,
     data BLOB NOT NULL, PRIMARY KEY(step, module));
 CREATE TABLE IF NOT EXISTS events(id INTEGER PRIMARY KEY AUTOINCREMENT, step INTEGER, kind TEXT NOT NULL,
     detail TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS superseded_steps(restart INTEGER NOT NULL, step INTEGER NOT NULL, time REAL, loss REAL,
+    grad_norm REAL, step_time REAL, lr TEXT, stats INTEGER NOT NULL DEFAULT 0, extra TEXT, nonfinite TEXT,
+    PRIMARY KEY(restart, step));
+CREATE TABLE IF NOT EXISTS superseded_series(restart INTEGER NOT NULL, step INTEGER NOT NULL, metric TEXT NOT NULL,
+    dtype TEXT NOT NULL, data BLOB NOT NULL, PRIMARY KEY(restart, step, metric));
+CREATE TABLE IF NOT EXISTS superseded_calls(restart INTEGER NOT NULL, step INTEGER NOT NULL, module INTEGER NOT NULL,
+    dtype TEXT NOT NULL, data BLOB NOT NULL, PRIMARY KEY(restart, step, module));
+CREATE TABLE IF NOT EXISTS superseded_events(restart INTEGER NOT NULL, id INTEGER NOT NULL, step INTEGER,
+    kind TEXT NOT NULL, detail TEXT NOT NULL, PRIMARY KEY(restart, id));
 """
+
+#: schema version, as the pragma writes it (SQL is never built from strings: see _migrate)
+_SET_VERSION = "PRAGMA user_version = 2"
+
+
+def _supersede(con: sqlite3.Connection, n: int, start: int, before_id: int) -> None:
+    """Move the rows of steps ``start`` and on into the ``superseded_*`` tables as restart ``n``;
+    of the events, only those written before the restart (id ≤ ``before_id``), never a restart's."""
+    a = {"n": n, "start": start, "before": before_id}
+    con.execute("INSERT OR REPLACE INTO superseded_steps(restart, step, time, loss, grad_norm, step_time, lr, stats, "
+                "extra, nonfinite) SELECT :n, step, time, loss, grad_norm, step_time, lr, stats, extra, nonfinite "
+                "FROM steps WHERE step >= :start", a)
+    con.execute("DELETE FROM steps WHERE step >= :start", a)
+    con.execute("INSERT OR REPLACE INTO superseded_series(restart, step, metric, dtype, data) "
+                "SELECT :n, step, metric, dtype, data FROM series WHERE step >= :start", a)
+    con.execute("DELETE FROM series WHERE step >= :start", a)
+    con.execute("INSERT OR REPLACE INTO superseded_calls(restart, step, module, dtype, data) "
+                "SELECT :n, step, module, dtype, data FROM calls WHERE step >= :start", a)
+    con.execute("DELETE FROM calls WHERE step >= :start", a)
+    con.execute("INSERT OR REPLACE INTO superseded_events(restart, id, step, kind, detail) SELECT :n, id, step, "
+                "kind, detail FROM events WHERE step >= :start AND kind != 'restart' AND id <= :before", a)
+    con.execute("DELETE FROM events WHERE step >= :start AND kind != 'restart' AND id <= :before", a)
+
+
+def _unsupersede(con: sqlite3.Connection, n: int) -> None:
+    """Put the rows restart ``n`` superseded back where they were."""
+    a = {"n": n}
+    con.execute("INSERT OR REPLACE INTO steps(step, time, loss, grad_norm, step_time, lr, stats, extra, nonfinite) "
+                "SELECT step, time, loss, grad_norm, step_time, lr, stats, extra, nonfinite FROM superseded_steps "
+                "WHERE restart = :n", a)
+    con.execute("DELETE FROM superseded_steps WHERE restart = :n", a)
+    con.execute("INSERT OR REPLACE INTO series(step, metric, dtype, data) SELECT step, metric, dtype, data "
+                "FROM superseded_series WHERE restart = :n", a)
+    con.execute("DELETE FROM superseded_series WHERE restart = :n", a)
+    con.execute("INSERT OR REPLACE INTO calls(step, module, dtype, data) SELECT step, module, dtype, data "
+                "FROM superseded_calls WHERE restart = :n", a)
+    con.execute("DELETE FROM superseded_calls WHERE restart = :n", a)
+    con.execute("INSERT OR REPLACE INTO events(id, step, kind, detail) SELECT id, step, kind, detail "
+                "FROM superseded_events WHERE restart = :n", a)
+    con.execute("DELETE FROM superseded_events WHERE restart = :n", a)
 
 
 class StoreError(RuntimeError):
@@ -171,18 +230,84 @@ def unpack(data: bytes, dtype: str = "bfloat16") -> np.ndarray:
 # ---------------------------------------------------------------- writer
 
 
-def _keep_previous(path: Path) -> None:
-    """A new run written where one was recorded before starts on an empty store; the earlier
-    record is kept beside it as ``run.previous.db`` (one generation), never mixed into the new one."""
+class RunExists(StoreError):
+    """The run directory already holds a recorded run, and neither resuming nor replacing it was asked.
+
+    Example:
+        >>> import tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> s = RunStore(d); s.write_steps([dict(step=0, loss=1.0)]); s.close()
+        >>> try:
+        ...     RunStore(d)
+        ... except RunExists as e:
+        ...     print(str(e).split(";")[1].strip())
+        continue it with --resume (resume=True) or replace it with --overwrite (overwrite=True)
+    """
+
+
+def recorded_steps(path: Path) -> int | None:
+    """How many steps the database at ``path`` holds: 0 when there is none, None when the file is
+    not a gradwatch run.
+
+    Example:
+        >>> recorded_steps(Path("/no/such/run.db"))
+        0
+    """
     if not path.exists():
-        return
-    old = path.with_name(path.stem + ".previous" + path.suffix)
+        return 0
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        try:
+            return int(con.execute("SELECT count(*) FROM steps").fetchone()[0])
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return None
+
+
+def check_out(out: str | os.PathLike, resume: bool = False, overwrite: bool = False,
+              probe_lock: bool = True) -> int | None:
+    """Whether a run may be written to ``out`` as asked; returns the steps recorded there.
+
+    Raises:
+        RunLocked: another process writes ``out`` now (checked unless ``probe_lock`` is False).
+        RunExists: ``out`` holds a run and neither ``resume`` nor ``overwrite`` is set.
+        StoreError: ``out/run.db`` is some other file (unless ``overwrite``), or a newer
+            gradwatch's record.
+
+    Example:
+        >>> import tempfile
+        >>> check_out(tempfile.mkdtemp())
+        0
+    """
+    out = Path(out)
+    path = out / DB_NAME
+    if probe_lock:
+        from .runlock import check_unlocked
+
+        check_unlocked(out)
+    held = recorded_steps(path)
+    if held and not overwrite:  # a newer gradwatch's record is neither continued nor refused as "exists"
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        try:
+            _check_schema(con, path)
+        finally:
+            con.close()
+    if held is None and not overwrite:
+        raise StoreError(f"{str(path)!r} exists and is not a gradwatch run; give out= a directory of "
+                         "its own (or --overwrite / overwrite=True to replace that file)")
+    if held and not (resume or overwrite):
+        raise RunExists(
+            f"{str(out)!r} already holds a gradwatch run ({held} steps); continue it with --resume "
+            "(resume=True) or replace it with --overwrite (overwrite=True)")
+    return held
+
+
+def _remove_db(path: Path) -> None:
     for suffix in ("", "-wal", "-shm"):
-        src, dst = Path(str(path) + suffix), Path(str(old) + suffix)
-        if dst.exists():
-            dst.unlink()
-        if src.exists():
-            src.replace(dst)
+        f = Path(str(path) + suffix)
+        if f.exists():
+            f.unlink()
 
 
 class RunStore:
@@ -192,11 +317,24 @@ class RunStore:
     training step never waits on the disk. ``flush()`` waits until everything queued is
     committed. After a ``kill -9`` the database opens and holds every committed batch.
 
+    A record is never replaced without being asked: a directory that already holds a run (one
+    recorded step or more) is refused unless ``resume`` (continue that record) or ``overwrite``
+    (delete it and start afresh) is given. A directory whose database holds no step (a run that
+    died before its first write) is simply started again.
+
     Args:
         out: the run directory (created if missing).
         precision: ``"bfloat16"`` (default) or ``"float32"`` for the per-layer vectors.
+        resume: continue the run recorded there (a new run if there is none).
+        overwrite: delete the run recorded there, if any, and start a new one.
+
+    One store writes a run at a time: it holds ``DIR/run.lock`` (:mod:`gradwatch.runlock`) until
+    :meth:`close`, and a second writer is refused while it does; a killed writer's lock is gone
+    with its process. Readers never need the lock.
 
     Raises:
+        RunLocked: another store (in this or another process) writes ``out`` now.
+        RunExists: ``out`` holds a run and neither ``resume`` nor ``overwrite`` is set.
         StoreError: the directory cannot be created or written.
 
     Example:
@@ -204,9 +342,13 @@ class RunStore:
         >>> s = RunStore(tempfile.mkdtemp()); s.event(0, "note", {"text": "hi"}); s.close()
     """
 
-    def __init__(self, out: str | os.PathLike, precision: str = "bfloat16") -> None:
+    def __init__(self, out: str | os.PathLike, precision: str = "bfloat16", *, resume: bool = False,
+                 overwrite: bool = False) -> None:
         if precision not in ("bfloat16", "float32"):
             raise ValueError(f"precision must be 'bfloat16' or 'float32', got {precision!r}")
+        if resume and overwrite:
+            raise ValueError("resume and overwrite exclude each other: continue the recorded run (resume) "
+                             "or replace it (overwrite), not both")
         self.dir = Path(out)
         self.precision = precision
         try:
@@ -220,14 +362,31 @@ class RunStore:
                 "pass out= a directory you can write"
             ) from None
         self.path = self.dir / DB_NAME
-        _keep_previous(self.path)
+        from .runlock import WriterLock
+
+        self._lock = WriterLock(self.dir)  # one writer: a second store here is refused (RunLocked)
+        self._lock.acquire()
+        try:
+            held = check_out(self.dir, resume=resume, overwrite=overwrite, probe_lock=False)
+            #: whether this store continues a record that was there (resume), even one without steps
+            self.continued = bool(resume and held is not None and self.path.exists())
+            if not self.continued:
+                _remove_db(self.path)  # nothing kept from a replaced (or empty) record: no mixing
+            #: steps the record held when this store opened it (0 for a new run)
+            self.resumed_steps = held if resume else 0
+            self.last_step = _last_step(self.path) if resume and held else None
+        except BaseException:
+            self._lock.release()
+            raise
         self._queue: queue.Queue[Callable[[sqlite3.Connection], None] | None] = queue.Queue()
         self._error: BaseException | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="gradwatch-store", daemon=True)
         self._thread.start()
+        self._restart: tuple[int, int, int] | None = None  # (number, last event id before it, its event id)
         self._ready.wait()
         if self._error:
+            self._lock.release()
             raise StoreError(f"cannot open {self.path}: {self._error}") from None
         self._closed = False
 
@@ -237,9 +396,7 @@ class RunStore:
             con = sqlite3.connect(self.path, isolation_level=None)
             con.executescript(_SCHEMA_SQL)
             con.execute("PRAGMA synchronous=NORMAL")
-            con.execute(
-                "INSERT OR IGNORE INTO meta VALUES('schema', ?)", (json.dumps(SCHEMA_VERSION),)
-            )
+            _migrate(con)
         except Exception as e:  # noqa: BLE001 - reported to the caller
             self._error = e
             self._ready.set()
@@ -341,6 +498,54 @@ class RunStore:
         row = (step, kind, json.dumps(detail or {}, default=str))
         self._submit(lambda con: con.execute("INSERT INTO events(step, kind, detail) VALUES(?, ?, ?)", row))
 
+    def restart(self, start: int, **detail: Any) -> dict[str, Any]:
+        """Mark a resume at step ``start``: the recorded steps from ``start`` on (which the resumed
+        run trains again) and their vectors, calls and events move to the ``superseded_*`` tables,
+        and a ``restart`` event is written. Waits until it is committed; returns the event's detail.
+
+        Called again by the same store (the start step learnt later, from a checkpoint's watcher
+        state), it first puts back what its previous call moved, then supersedes from the new
+        ``start``: one restart, one event.
+
+        Example:
+            >>> import tempfile
+            >>> d = tempfile.mkdtemp()
+            >>> s = RunStore(d); s.write_steps([dict(step=i, loss=1.0) for i in range(5)]); s.close()
+            >>> s = RunStore(d, resume=True); info = s.restart(3, source="given"); s.close()
+            >>> info["superseded"], info["last_recorded"], info["restart"]
+            (2, 4, 1)
+        """
+        out: dict[str, Any] = {}
+
+        def job(con: sqlite3.Connection) -> None:
+            out.update(self._restart_rows(con, int(start), detail))
+
+        self._submit(job)
+        self.flush()
+        return out
+
+    def _restart_rows(self, con: sqlite3.Connection, start: int, detail: dict[str, Any]) -> dict[str, Any]:
+        again = self._restart
+        if again is not None:  # undo this store's earlier call: the rows back, its event gone
+            n, before_id, event_id = again
+            _unsupersede(con, n)
+            con.execute("DELETE FROM events WHERE id = ?", (event_id,))
+        else:
+            n = 1 + con.execute("SELECT count(*) FROM events WHERE kind = 'restart'").fetchone()[0]
+            before_id = con.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+        last = con.execute("SELECT max(step) FROM steps").fetchone()[0]
+        superseded = con.execute("SELECT count(*) FROM steps WHERE step >= ?", (start,)).fetchone()[0]
+        _supersede(con, n, start, before_id)
+        info = {"restart": n, "from_step": start, "last_recorded": last, "superseded": superseded,
+                # steps trained before the restart but never written (the process died before its flush)
+                "unrecorded": [last + 1 if last is not None else 0, start - 1]
+                if start > (last + 1 if last is not None else 0) else None,
+                **detail}
+        cur = con.execute("INSERT INTO events(step, kind, detail) VALUES(?, 'restart', ?)",
+                          (start, json.dumps(info, default=str)))
+        self._restart = (n, before_id, cur.lastrowid)
+        return info
+
     def flush(self, timeout: float | None = None) -> None:
         """Wait until everything queued so far is committed; re-raise a writer error."""
         if self._thread.is_alive():
@@ -361,9 +566,56 @@ class RunStore:
         self._closed = True
         self._queue.put(None)
         self._thread.join()
+        self._lock.release()
         if self._error is not None:
             err, self._error = self._error, None
             raise StoreError(f"writing {self.path} failed: {err}") from err
+
+
+def _migrate(con: sqlite3.Connection) -> None:
+    """Bring a record (new, or of schema 1) to ``SCHEMA_VERSION``: the tables new in schema 2 are
+    created by ``_SCHEMA_SQL`` (``IF NOT EXISTS``), then the version is written."""
+    con.execute(_SET_VERSION)
+    con.execute("INSERT OR REPLACE INTO meta VALUES('schema', ?)", (json.dumps(SCHEMA_VERSION),))
+
+
+def schema_of(con: sqlite3.Connection) -> tuple[int, str]:
+    """The store schema of an open record and the gradwatch version that wrote it.
+
+    Example:
+        >>> con = sqlite3.connect(":memory:"); _ = con.executescript(_SCHEMA_SQL)
+        >>> schema_of(con)   # no version pragma, no meta row: schema 1
+        (1, 'unknown')
+    """
+    version = int(con.execute("PRAGMA user_version").fetchone()[0])
+    rows = dict(con.execute("SELECT key, value FROM meta WHERE key IN ('schema', 'gradwatch')").fetchall())
+    try:
+        in_meta = int(json.loads(rows.get("schema", "1")))
+    except (TypeError, ValueError):
+        in_meta = 1
+    try:
+        writer = str(json.loads(rows["gradwatch"]))
+    except (KeyError, ValueError):
+        writer = "unknown"
+    return max(version, in_meta, 1), writer
+
+
+def _check_schema(con: sqlite3.Connection, path: Path) -> None:
+    version, writer = schema_of(con)
+    if version > SCHEMA_VERSION:
+        from . import __version__
+
+        raise StoreError(
+            f"{str(path)!r} was written by a newer gradwatch ({writer}, store schema {version}); this gradwatch "
+            f"({__version__}) reads store schemas up to {SCHEMA_VERSION}: upgrade it (pip install -U gradwatch)")
+
+
+def _last_step(path: Path) -> int | None:
+    con = sqlite3.connect(path, timeout=30)
+    try:
+        return con.execute("SELECT max(step) FROM steps").fetchone()[0]
+    finally:
+        con.close()
 
 
 def _step_row(r: dict[str, Any]) -> tuple:
@@ -429,6 +681,11 @@ def connect(run_dir: str | os.PathLike) -> sqlite3.Connection:
         con.close()
         raise StoreError(f"{str(path)!r} is not a gradwatch run (no gradwatch tables); "
                          "pass the out= directory of a run")
+    try:
+        _check_schema(con, path)
+    except StoreError:
+        con.close()
+        raise
     return con
 
 
@@ -465,3 +722,6 @@ def load_series(run_dir: str | os.PathLike, metric: str, con: sqlite3.Connection
         v = unpack(r[2], r[1])
         mat[i, : min(n, len(v))] = v[:n]
     return pd.DataFrame(mat, index=pd.Index(steps, name="step"), columns=names)
+
+
+from .runlock import RunLocked  # noqa: E402  (defined beside the lock; raised by RunStore and check_out)

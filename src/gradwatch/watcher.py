@@ -31,6 +31,7 @@ import itertools
 import os
 import re
 import sys
+import threading
 import time
 import weakref
 from pathlib import Path
@@ -45,7 +46,7 @@ from .probes.model_info import describe_model, describe_optimizer
 from .probes.modules import ModuleProbe
 from .probes.tensors import TensorStats
 from .schedule import StatsSchedule
-from .store import RunStore
+from .store import DB_NAME, RunStore
 
 
 class WatchError(ValueError):
@@ -128,20 +129,58 @@ def _owners(loss: torch.Tensor, watchers: list) -> list:
     return out
 
 
+def _save_after_flush(*args, **kwargs):
+    """``torch.save`` while a watcher is live: the record is committed up to the step being
+    checkpointed first, so a run resumed from that checkpoint finds every step before it recorded
+    (at a checkpoint's cost a flush is nothing; a distributed watcher's flush, a collective, is not
+    made here)."""
+    me = threading.get_ident()
+    for w in _LIVE_NOW:
+        if w.flush_on_save and w._thread_id == me and not w._closed:
+            try:
+                w.flush(wait=True)
+            except Exception:  # noqa: BLE001 - the script's checkpoint matters more than our record
+                pass
+    return _ORIGINAL_SAVE(*args, **kwargs)
+
+
+_ORIGINAL_SAVE = torch.save
+
+
 def _patch_backward(on: bool) -> None:
     torch.Tensor.backward = _backward_with_loss_capture if on else _ORIGINAL_BACKWARD
+    if on and torch.save is _ORIGINAL_SAVE:
+        torch.save = _save_after_flush
+    elif not on and torch.save is _save_after_flush:
+        torch.save = _ORIGINAL_SAVE
     from .integrations import amp  # GradScaler: unscaled loss and δ, skipped steps as events
 
     amp.patch(on)
 
 
 #: metadata keys the watcher writes itself (a user's ``meta=`` must not overwrite them)
-_OWN_META = ("schema", "gradwatch", "torch", "started", "argv", "config", "model", "loss_graph", "compiled",
+_OWN_META = ("schema", "gradwatch", "torch", "started", "resumed", "argv", "config", "model", "loss_graph", "compiled",
              "ended", "steps")
 
 
 def _default_out() -> Path:
-    return Path("gradwatch-runs") / time.strftime("%Y%m%d-%H%M%S")
+    return fresh_dir(Path("gradwatch-runs") / time.strftime("%Y%m%d-%H%M%S"))
+
+
+def fresh_dir(path: Path) -> Path:
+    """``path``, or ``path-2``, ``path-3``… : the first that holds no run (for default run
+    directories, named by the time to the second, of runs started in the same second).
+
+    Example:
+        >>> import tempfile
+        >>> fresh_dir(Path(tempfile.mkdtemp()) / "t").name
+        't'
+    """
+    candidate, n = path, 1
+    while (candidate / DB_NAME).exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}-{n}")
+    return candidate
 
 
 class Watcher:
@@ -174,6 +213,18 @@ class Watcher:
         first_stats_step: the first step that gets the slow statistics.
         guard: ``True`` (or a :class:`~gradwatch.guard.Guard`) to skip non-finite or exploding
             steps and roll back after repeated failures; needs the optimizer.
+        resume: continue the run recorded in ``out`` (after a restart from a checkpoint); a new
+            run when none is recorded there. Step numbers carry on from ``start_step``, else from
+            the optimizer state's ``step`` (Adam's ``state['step']``: the checkpoint's step count;
+            0 for a fresh Adam, the script started over), else (plain SGD keeps no count) from the
+            last recorded step; the recorded steps from there on, which the resumed
+            run trains again, are kept as superseded (:meth:`RunStore.restart
+            <gradwatch.store.RunStore.restart>`), and a ``restart`` event marks the resume. Without
+            ``resume`` or ``overwrite`` a directory that already holds a run is refused
+            (:class:`~gradwatch.store.RunExists`): no record is ever replaced silently.
+        overwrite: delete the run recorded in ``out`` and start a new one.
+        start_step: the number of the first step this watcher records (the checkpoint's global
+            step when resuming; default: see ``resume``, 0 for a new run).
 
     Example:
         >>> # w = Watcher(model, opt, out="runs/a"); ...; w.detach()
@@ -181,6 +232,9 @@ class Watcher:
 
     #: where records go; a subclass may substitute (a distributed rank that does not write)
     store_class: type = RunStore
+    #: commit the record when the script calls ``torch.save`` (a checkpoint); a distributed
+    #: watcher, whose flush is a collective, does not
+    flush_on_save: bool = True
     #: how the losses of a step's backward passes combine: "mean", or "sum" where the framework
     #: divides each micro-batch loss by the accumulation steps (Lightning, the HF Trainer)
     loss_reduction: str = "mean"
@@ -201,6 +255,9 @@ class Watcher:
         meta: dict[str, Any] | None = None,
         first_stats_step: int = 0,
         guard: "bool | Guard" = False,
+        resume: bool = False,
+        overwrite: bool = False,
+        start_step: int | None = None,
     ) -> None:
         _validate_model(model)
         from .integrations.compiled import unwrap
@@ -216,6 +273,11 @@ class Watcher:
         if not isinstance(dead_window, int) or dead_window < 1:
             raise WatchError(f"dead_window must be a positive integer (statistics steps a dead unit stays silent), "
                              f"got {dead_window!r}")
+        if resume and overwrite:
+            raise WatchError("resume=True and overwrite=True exclude each other: continue the recorded run "
+                             "(resume) or replace it (overwrite)")
+        if start_step is not None and (not isinstance(start_step, int) or start_step < 0):
+            raise WatchError(f"start_step must be a step number (an int ≥ 0), got {start_step!r}")
         if model in _ACTIVE:
             raise WatchError(
                 "this model is already watched; detach the first watcher (w.detach() or leave its "
@@ -245,19 +307,31 @@ class Watcher:
         self.tensors = TensorStats([p for _, p in named], keep_snapshot=self.full)
         self.probe = ModuleProbe(model, dead_window=dead_window)
         self.module_stats = compiled is None or compiled["module_stats"]
-        self.store = self.store_class(self.out, precision=precision)
+        self.store = self.store_class(self.out, precision=precision, resume=resume, overwrite=overwrite)
+        last = getattr(self.store, "last_step", None)
+        self.resume = resume
+        self._first_stats_step = first_stats_step
+        self.step, source = _start_step(start_step, optimizer, last, resume)
+        self._start = self.step
+        #: the ``restart`` event's detail when this watcher continues a record (None otherwise)
+        self.restarted: dict[str, Any] | None = None
+        if self.step:  # numbered from a checkpoint: the statistics schedule starts there, step 0 alike
+            self.schedule = StatsSchedule(self.every, first=self.step + first_stats_step,
+                                          budget=self.schedule.budget)
+        if resume and (getattr(self.store, "continued", False) or self.step):
+            self.restarted = self.store.restart(self.step, source=source, time=time.time())
         if compiled is not None:
             self.store.set_meta(compiled=compiled)
-            self.store.event(0, "compiled", compiled)
+            self.store.event(self.step, "compiled", compiled)
         self._write_module_layout()
+        started = {"resumed": time.time()} if resume and last is not None else {"started": time.time()}
         self.store.set_meta(
-            gradwatch=_version(), torch=torch.__version__, started=time.time(), argv=sys.argv,
+            gradwatch=_version(), torch=torch.__version__, **started, argv=sys.argv,
             config={"every": self.every, "stats": stats, "stats_budget": self.schedule.budget,
                     "dead_window": dead_window,
                     "precision": precision, "flush_every": self.flush_every},
             **(meta or {}),
         )
-        self.step = 0
         self._pending: list[dict[str, Any]] = []
         self._losses: list[torch.Tensor] = []
         self._log_target: dict[str, Any] | None = None
@@ -286,12 +360,17 @@ class Watcher:
             self.store.close()
             raise WatchError("guard=True needs the optimizer: pass it, e.g. watch(model, opt, guard=True)")
         if optimizer is not None:
-            self.add_optimizer(optimizer)
+            try:
+                self.add_optimizer(optimizer)
+            except BaseException:
+                self.store.close()  # nothing recorded, the directory free again
+                raise
         self._describe()
         if self.optimizers == []:
             self._manual_handles = [model.register_forward_pre_hook(Picklable(self._on_root_input)),
                                     model.register_forward_hook(Picklable(self._on_root_output))]
             self._mark_weights()
+        self._thread_id = threading.get_ident()
         _ACTIVE[model] = self
         if not _LIVE:
             _patch_backward(True)
@@ -609,6 +688,58 @@ class Watcher:
             self._loss_graph_saved = True
             self.store.set_meta(loss_graph=_graph_names(loss.grad_fn))
 
+    # ------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs to carry on as this one would have: the step number, the
+        statistics schedule, the guard's history and snapshot, the dead-unit windows. Plain data
+        and tensors: put it in your checkpoint (``torch.save``, ``weights_only`` loading works).
+
+        Example:
+            >>> # torch.save({"model": model.state_dict(), "opt": opt.state_dict(),
+            >>> #             "gradwatch": w.state_dict()}, "ckpt.pt")
+        """
+        return {
+            "gradwatch_state": 1, "step": self.step, "out": str(Path(self.out).resolve()),
+            "schedule": self.schedule.state_dict(),
+            "guard": self.guard.state_dict() if self.guard is not None else None,
+            "dead_units": {int(k): [int(n), t.detach().clone()] for k, (n, t) in self.probe._last_fired.items()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Carry on from a checkpoint's :meth:`state_dict`: the step numbers continue from its
+        step (with ``resume=True``, the recorded steps from there on become superseded), and the
+        schedule, guard and dead-unit windows are restored. Call it before the first step.
+
+        Raises:
+            WatchError: a step was already recorded by this watcher, or ``state`` is not a
+                watcher's state.
+
+        Example:
+            >>> # ckpt = torch.load("ckpt.pt")
+            >>> # with gw.watch(model, opt, out="runs/a", resume=True) as w:
+            >>> #     w.load_state_dict(ckpt["gradwatch"])
+        """
+        if not isinstance(state, dict) or "gradwatch_state" not in state:
+            raise WatchError("load_state_dict takes what Watcher.state_dict() returned (a dict with "
+                             "'gradwatch_state'); pass the watcher state saved in your checkpoint")
+        if self.step != self._start or self._pending:
+            raise WatchError(f"load_state_dict must come before the first step; this watcher already "
+                             f"recorded steps {self._start}..{self.step - 1}: call it right after watch()")
+        self.step = self._start = int(state["step"])
+        self.schedule = StatsSchedule(self.every, first=self.step + self._first_stats_step,
+                                      budget=self.schedule.budget)
+        if state.get("schedule"):
+            self.schedule.load_state_dict(state["schedule"])
+        if self.guard is not None and state.get("guard"):
+            self.guard.load_state_dict(state["guard"])
+        for k, (n, t) in (state.get("dead_units") or {}).items():
+            self.probe._last_fired[int(k)] = (int(n), t)
+        if self.resume:
+            self.restarted = self.store.restart(self.step, source="watcher state", time=time.time())
+        self.probe.disarm()
+        self._disarm_prior()
+        self._begin_step()
+
     # ------------------------------------------------------------ user API
     def log(self, **scalars: Any) -> None:
         """Attach scalars to the step just finished (or, after a backward, to the step under way).
@@ -771,6 +902,48 @@ def _validate_model(model: Any) -> None:
             "every parameter of the model is frozen (requires_grad=False); nothing trains, so "
             "there is nothing to watch — unfreeze the layers you train"
         )
+
+
+#: torch optimizers that count their steps in their state (``state[p]['step']``)
+_COUNTS_STEPS = tuple(getattr(torch.optim, n) for n in (
+    "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Adadelta", "ASGD", "Rprop", "SparseAdam",
+    "Adafactor") if hasattr(torch.optim, n))
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer | None) -> int | None:
+    """The step count an optimizer's state holds (Adam's ``state[p]['step']``): 0 for such an
+    optimizer with no state yet (a script that restarted from scratch), None for one that keeps
+    no count (plain SGD).
+
+    Example:
+        >>> p = torch.nn.Parameter(torch.ones(2)); opt = torch.optim.Adam([p])
+        >>> optimizer_step(opt), optimizer_step(torch.optim.SGD([p], lr=0.1))
+        (0, None)
+        >>> for _ in range(3):
+        ...     p.grad = torch.ones(2); opt.step()
+        >>> optimizer_step(opt)
+        3
+    """
+    if optimizer is None:
+        return None
+    steps = [v["step"] for v in optimizer.state.values() if isinstance(v, dict) and "step" in v]
+    if not steps:
+        return 0 if isinstance(optimizer, _COUNTS_STEPS) and not optimizer.state else None
+    return max(int(float(s)) for s in steps)
+
+
+def _start_step(given: int | None, optimizer, last: int | None, resume: bool) -> tuple[int, str]:
+    """The first step number and where it came from (see Watcher's ``resume``)."""
+    if given is not None:
+        return given, "given"
+    if not resume:
+        return 0, "start"
+    from_opt = optimizer_step(optimizer)
+    if from_opt is not None:
+        return from_opt, "optimizer state"
+    if last is not None:
+        return last + 1, "record"
+    return 0, "start"
 
 
 def _sample(p: torch.Tensor, n: int = 64) -> torch.Tensor:

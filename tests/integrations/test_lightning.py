@@ -164,3 +164,30 @@ def test_ddp_strategy_under_torchrun(tmp_path):
     assert run.meta["distributed"]["world_size"] == 2
     assert sorted(x.name for x in tmp_path.iterdir()) == ["result-rank0.json", "result-rank1.json", "run"]
     assert "unsynced_gradients" not in gw.diagnose(run).kinds(serious_only=False)
+
+
+def test_a_fit_resumed_from_a_checkpoint_continues_the_record(tmp_path):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    def fit(model, cb, ckpt_path=None):
+        ck = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=4, save_top_k=-1)
+        t = L.Trainer(default_root_dir=tmp_path, logger=L.loggers.CSVLogger(tmp_path), callbacks=[cb, ck],
+                      max_epochs=2, accelerator="cpu", devices=1, enable_progress_bar=False,
+                      enable_model_summary=False)
+        t.fit(model, loader(), ckpt_path=ckpt_path)
+        return t
+
+    first = GradwatchCallback(every=2, quiet=True)
+    with pytest.raises(RuntimeError, match="boom"):
+        fit(Regressor(crash_at=9), first)  # 9 steps recorded, the last checkpoint after 8
+    out = first.summary.report.parent
+    assert gw.load(out).n_steps == 9
+    again = GradwatchCallback(every=2, quiet=True)  # no out=: the checkpoint names the record
+    t = fit(Regressor(), again, ckpt_path=tmp_path / "ckpt" / "epoch=0-step=8.ckpt")
+    assert again.summary.report.parent == out and t.log_dir not in str(out)  # a new version_N, the same record
+    run = gw.load(out)
+    assert list(run.steps.index) == list(range(t.global_step))
+    assert list(run.superseded.step) == [8]
+    r = run.restarts
+    assert len(r) == 1 and r.step[0] == 8 and r.source[0] == "watcher state"
+    assert again.summary.diagnosis.steps == t.global_step

@@ -68,3 +68,31 @@ def test_trainer_run_is_recorded_per_optimizer_step(tmp_path, kind, bf16):
     names = set(run.modules.name)
     assert any(n.endswith("attention.self.query") or n.endswith("attn.c_attn") for n in names)
     assert run.series("delta").notna().any().any()
+
+
+def test_train_resumed_from_a_checkpoint_continues_the_record(tmp_path):
+    def train(max_steps, resume=None):
+        cb = GradwatchTrainerCallback(every=3, quiet=True)
+        args = transformers.TrainingArguments(
+            output_dir=str(tmp_path), max_steps=max_steps, per_device_train_batch_size=8, learning_rate=1e-3,
+            report_to=[], use_cpu=True, save_strategy="steps", save_steps=4, seed=0, disable_tqdm=True,
+            dataloader_num_workers=0)
+        trainer = transformers.Trainer(model=tiny("bert"), args=args, train_dataset=Tokens(), callbacks=[cb])
+        trainer.train(resume_from_checkpoint=resume)
+        return trainer, cb
+
+    train(6)  # a run that ends (as if preempted) after step 6; its last checkpoint is at step 4
+    import shutil
+
+    shutil.rmtree(tmp_path / "checkpoint-6")
+    trainer, cb = train(10, resume=str(tmp_path / "checkpoint-4"))
+    run = gw.load(tmp_path / "gradwatch")
+    assert trainer.state.global_step == 10
+    assert list(run.steps.index) == list(range(10))
+    assert list(run.superseded.step) == [4, 5]
+    assert run.restarts.step.tolist() == [4] and run.restarts.source[0] == "given"
+    from gradwatch.store import RunExists
+
+    with pytest.raises(RunExists):
+        train(2)  # a fresh train() into the same output_dir: refused, the record kept
+    assert gw.load(tmp_path / "gradwatch").n_steps == 10

@@ -64,6 +64,8 @@ class DistributedWatcher(Watcher):
         PeerLost: on leaving the ``with`` block after a peer died (the record is written first).
     """
 
+    flush_on_save = False  # its flush is a collective: never from one rank's torch.save
+
     _created = 0
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, *,

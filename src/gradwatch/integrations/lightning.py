@@ -34,12 +34,23 @@ class GradwatchCallback(pl.Callback):
     loss its optimizer step minimises: the sum of the micro-batch losses Lightning divided by
     ``accumulate_grad_batches``.
 
+    **Resuming.** When the fit resumes from a checkpoint (``fit(ckpt_path=...)``), the record
+    continues: the step numbers carry on from the trainer's ``global_step``, the steps recorded
+    after that checkpoint (trained again now) are kept as superseded, a ``restart`` event marks it,
+    and the watcher's schedule, guard and dead-unit state come back from the checkpoint, where
+    Lightning keeps this callback's :meth:`state_dict` — with the record's directory, so a resumed
+    fit writing its logs to a new ``version_N`` still continues the record it began.
+
     Args:
-        out: run directory (default ``<trainer.log_dir>/gradwatch``).
+        out: run directory (default: the record the checkpoint names, else
+            ``<trainer.log_dir>/gradwatch``).
         every: slow statistics (δ, activations, updates) every ``every`` steps.
         guard: ``True`` or a :class:`~gradwatch.guard.Guard`: skip non-finite or exploding steps.
         report: write ``report.html`` at the end of training.
         quiet: do not print the diagnosis.
+        resume: continue the record in ``out``; default (None): when the fit resumes from a checkpoint.
+        overwrite: replace a record already in ``out`` (otherwise a fresh fit into a directory
+            that holds one is refused).
         **watch_kwargs: passed to :class:`~gradwatch.watcher.Watcher` (``stats``, ``precision``…).
 
     Attributes:
@@ -53,8 +64,12 @@ class GradwatchCallback(pl.Callback):
     """
 
     def __init__(self, out: str | os.PathLike | None = None, every: int = 10, guard: bool = False,
-                 report: bool = True, quiet: bool = False, **watch_kwargs: Any) -> None:
+                 report: bool = True, quiet: bool = False, resume: bool | None = None, overwrite: bool = False,
+                 **watch_kwargs: Any) -> None:
         super().__init__()
+        self.resume = resume
+        self.overwrite = overwrite
+        self._state: dict[str, Any] | None = None  # the watcher state a checkpoint brought back
         self.out = out
         self.every = every
         self.guard = guard
@@ -64,10 +79,32 @@ class GradwatchCallback(pl.Callback):
         self.watcher: Watcher | None = None
         self.summary: Summary | None = None
 
+    def state_dict(self) -> dict[str, Any]:
+        """The watcher's state (step, schedule, guard, record directory), kept by Lightning in
+        every checkpoint."""
+        if self.watcher is not None:
+            return self.watcher.state_dict()
+        return dict(self._state or {})
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Lightning gives back the state saved in the checkpoint a fit resumes from."""
+        self._state = dict(state_dict) if state_dict else None
+
     def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        out = Path(self.out) if self.out is not None else Path(trainer.log_dir or trainer.default_root_dir) / "gradwatch"
+        resuming = trainer.ckpt_path is not None if self.resume is None else bool(self.resume)
+        state = self._state if resuming else None
+        if self.out is not None:
+            out = Path(self.out)
+        elif state and state.get("out"):
+            out = Path(state["out"])  # the record this checkpoint belongs to
+        else:
+            out = Path(trainer.log_dir or trainer.default_root_dir) / "gradwatch"
         opts = list(trainer.optimizers)
         kwargs = dict(out=out, every=self.every, guard=self.guard, **self.watch_kwargs)
+        if resuming:
+            kwargs.update(resume=True, start_step=int(trainer.global_step))
+        elif self.overwrite:
+            kwargs["overwrite"] = True
         if trainer.world_size > 1:  # DDP: every rank watches, rank 0 writes, all get the diagnosis
             from .distributed import DistributedWatcher as cls
 
@@ -78,6 +115,8 @@ class GradwatchCallback(pl.Callback):
         self.watcher.loss_reduction = "sum"  # Lightning divides each micro-batch loss by the accumulation
         for opt in opts[1:]:
             self.watcher.add_optimizer(opt)
+        if state:
+            self.watcher.load_state_dict(state)
         self.watcher.set_meta(framework={"name": "lightning", "version": pl.__version__,
                                          "precision": str(trainer.precision),
                                          "accumulate_grad_batches": trainer.accumulate_grad_batches,
@@ -95,6 +134,7 @@ class GradwatchCallback(pl.Callback):
         w, self.watcher = self.watcher, None
         if w is None:
             return
+        self._state = w.state_dict()
         w.detach()
         if not trainer.is_global_zero:
             self.summary = getattr(w, "summary", None)

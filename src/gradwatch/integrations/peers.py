@@ -34,15 +34,18 @@ class _PeerStore:
     """What ranks other than 0 have instead of a store: events are kept for rank 0, the rest
     is not written (rank 0 writes the merged record)."""
 
-    def __init__(self, out, precision: str = "bfloat16") -> None:
+    def __init__(self, out, precision: str = "bfloat16", **modes) -> None:
         self.dir = Path(out)
         self.precision = precision
+        self.last_step = None
+        self.continued = False
         self.events: list[tuple[Any, str, dict]] = []
 
     def event(self, step, kind, detail=None) -> None:
         self.events.append((step, kind, dict(detail or {})))
 
     def set_meta(self, **values) -> None: ...
+    def restart(self, start, **detail) -> dict: return {}
     def write_layout(self, params, modules) -> None: ...
     def write_batch(self, steps, series, calls=()) -> None: ...
     def flush(self, timeout=None) -> None: ...

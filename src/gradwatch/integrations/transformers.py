@@ -51,12 +51,21 @@ class GradwatchTrainerCallback(TrainerCallback):
     *before* clipping.) The recorded loss of a step is the sum of its micro-batch losses as
     ``backward()`` saw them, which the Trainer scales by the accumulation: the step's loss.
 
+    **Resuming.** ``trainer.train(resume_from_checkpoint=...)`` continues the record: the step
+    numbers carry on from the checkpoint's ``global_step``, the steps recorded after it (trained
+    again now) are kept as superseded and a ``restart`` event marks it. A fresh ``train()`` into
+    an ``output_dir`` that already holds a record is refused unless ``overwrite=True`` or
+    ``TrainingArguments(overwrite_output_dir=True)``.
+
     Args:
         out: run directory (default ``<args.output_dir>/gradwatch``).
         every: slow statistics (δ, activations, updates) every ``every`` steps.
         guard: ``True`` or a :class:`~gradwatch.guard.Guard`: skip non-finite or exploding steps.
         report: write ``report.html`` at the end of training.
         quiet: do not print the diagnosis.
+        resume: continue the record in ``out``; default (None): when the Trainer resumes from a
+            checkpoint (its ``global_step`` is past 0 as training begins).
+        overwrite: replace a record already in ``out``.
         **watch_kwargs: passed to :class:`~gradwatch.watcher.Watcher`.
 
     Attributes:
@@ -70,7 +79,10 @@ class GradwatchTrainerCallback(TrainerCallback):
     """
 
     def __init__(self, out: str | os.PathLike | None = None, every: int = 10, guard: bool = False,
-                 report: bool = True, quiet: bool = False, **watch_kwargs: Any) -> None:
+                 report: bool = True, quiet: bool = False, resume: bool | None = None, overwrite: bool = False,
+                 **watch_kwargs: Any) -> None:
+        self.resume = resume
+        self.overwrite = overwrite
         self.out = out
         self.every = every
         self.guard = guard
@@ -91,6 +103,11 @@ class GradwatchTrainerCallback(TrainerCallback):
             from .distributed import DistributedWatcher as cls
 
             extra = {"report": self.report, "quiet": self.quiet}
+        resuming = state.global_step > 0 if self.resume is None else bool(self.resume)
+        if resuming:
+            extra.update(resume=True, start_step=int(state.global_step))
+        elif self.overwrite or getattr(args, "overwrite_output_dir", False):
+            extra["overwrite"] = True
         self.watcher = cls(_unwrap_model(model), opt, out=out, every=self.every, guard=self.guard,
                            **extra, **self.watch_kwargs)
         self.watcher.loss_reduction = "sum"  # the Trainer scales each micro-batch loss by the accumulation

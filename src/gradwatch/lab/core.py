@@ -178,10 +178,12 @@ class Context:
         """``gradwatch.watch(model, opt, out=ctx.out/'runs'/name, **kwargs)``; read back with :meth:`load`.
 
         The statistics come every ``every`` steps for the whole run (``stats_budget=None`` unless
-        given): a schedule timed on the machine would make the same seed give different numbers."""
+        given): a schedule timed on the machine would make the same seed give different numbers.
+        The lab's runs are its own output: an experiment run again replaces them (``overwrite``)."""
         from gradwatch.watcher import watch
 
         kwargs.setdefault("stats_budget", None)
+        kwargs.setdefault("overwrite", True)  # an experiment run again remakes its runs
         return watch(model, opt, out=self.run_dir(name), **kwargs)
 
     def run_dir(self, name: str) -> Path:
