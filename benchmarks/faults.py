@@ -96,6 +96,16 @@ def trial(i: int, rng: random.Random, work: Path, max_step: int, flush_at: int) 
     return row
 
 
+def _open(out: Path):
+    """(SQLite's integrity check passed, the record as ``gw.load`` reads it, its step numbers)."""
+    import gradwatch as gw
+
+    with sqlite3.connect(out / "run.db") as con:
+        ok = con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    run = gw.load(out)
+    return ok, run, run.steps.index.to_numpy()
+
+
 def check(out: Path, done: int, flushed: int) -> dict:
     import numpy as np
 
@@ -105,10 +115,7 @@ def check(out: Path, done: int, flushed: int) -> dict:
     res = {"opens": False, "contiguous": False, "holds_flushed": False, "vectors_ok": False,
            "diagnosed": False, "rendered": False, "steps_stored": 0, "error": ""}
     try:
-        with sqlite3.connect(out / "run.db") as con:
-            res["opens"] = con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        run = gw.load(out)
-        steps = run.steps.index.to_numpy()
+        res["opens"], run, steps = _open(out)
         res["steps_stored"] = len(steps)
         res["contiguous"] = bool(np.array_equal(steps, np.arange(len(steps))))
         res["holds_flushed"] = len(steps) >= flushed + 1
@@ -275,10 +282,7 @@ def check_resumed(out: Path, total: int, kills: list[dict], lightning: bool, ref
     res = {"opens": False, "contiguous": False, "restarts_marked": False, "superseded_ok": False,
            "same_diagnosis": False, "same_losses": False, "steps": 0}
     try:
-        with sqlite3.connect(out / "run.db") as con:
-            res["opens"] = con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        run = gw.load(out)
-        steps = run.steps.index.to_numpy()
+        res["opens"], run, steps = _open(out)
         res["steps"] = len(steps)
         res["contiguous"] = bool(np.array_equal(steps, np.arange(total)))
         r = run.restarts
