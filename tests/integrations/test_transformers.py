@@ -70,7 +70,7 @@ def test_trainer_run_is_recorded_per_optimizer_step(tmp_path, kind, bf16):
     assert run.series("delta").notna().any().any()
 
 
-def test_train_resumed_from_a_checkpoint_continues_the_record(tmp_path):
+def test_train_resumed_from_a_checkpoint_continues_the_record(tmp_path, monkeypatch):
     def train(max_steps, resume=None):
         cb = GradwatchTrainerCallback(every=3, quiet=True)
         args = transformers.TrainingArguments(
@@ -85,12 +85,18 @@ def test_train_resumed_from_a_checkpoint_continues_the_record(tmp_path):
     import shutil
 
     shutil.rmtree(tmp_path / "checkpoint-6")
+    saved = torch.load(tmp_path / "checkpoint-4" / "gradwatch_state.pt", weights_only=True)
+    assert saved["step"] == 4 and saved["schedule"]
+    loaded, real_load = [], gw.Watcher.load_state_dict
+    monkeypatch.setattr(gw.Watcher, "load_state_dict",
+                        lambda self, st: (loaded.append(st["step"]), real_load(self, st))[1])
     trainer, cb = train(10, resume=str(tmp_path / "checkpoint-4"))
+    assert loaded == [4]  # the schedule and guard state carried on from the checkpoint
     run = gw.load(tmp_path / "gradwatch")
     assert trainer.state.global_step == 10
     assert list(run.steps.index) == list(range(10))
     assert list(run.superseded.step) == [4, 5]
-    assert run.restarts.step.tolist() == [4] and run.restarts.source[0] == "given"
+    assert run.restarts.step.tolist() == [4] and run.restarts.source[0] == "watcher state"
     from gradwatch.store import RunExists
 
     with pytest.raises(RunExists):

@@ -40,6 +40,17 @@ def _unwrap_model(model: Any) -> Any:
     return model
 
 
+#: the watcher's state inside each of the Trainer's checkpoint folders
+STATE_FILE = "gradwatch_state.pt"
+
+
+def _checkpoint_dir(args, state) -> Path:
+    """Where the Trainer keeps the checkpoint of ``state.global_step`` (its own naming)."""
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    return Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+
+
 class GradwatchTrainerCallback(TrainerCallback):
     """Watch a ``transformers.Trainer`` run: record every optimizer step, diagnose at the end of
     training and write the report into ``<output_dir>/gradwatch``.
@@ -53,7 +64,11 @@ class GradwatchTrainerCallback(TrainerCallback):
 
     **Resuming.** ``trainer.train(resume_from_checkpoint=...)`` continues the record: the step
     numbers carry on from the checkpoint's ``global_step``, the steps recorded after it (trained
-    again now) are kept as superseded and a ``restart`` event marks it. A fresh ``train()`` into
+    again now) are kept as superseded and a ``restart`` event marks it. Each checkpoint the
+    Trainer saves (``<output_dir>/checkpoint-N``) also gets the watcher's state
+    (:meth:`~gradwatch.watcher.Watcher.state_dict`: statistics schedule, guard history and
+    snapshot, dead-unit windows) as ``gradwatch_state.pt``, and a resumed run loads it from the
+    checkpoint of its ``global_step`` when there is one. A fresh ``train()`` into
     an ``output_dir`` that already holds a record is refused unless ``overwrite=True`` or
     ``TrainingArguments(overwrite_output_dir=True)``.
 
@@ -110,6 +125,11 @@ class GradwatchTrainerCallback(TrainerCallback):
             extra["overwrite"] = True
         self.watcher = cls(_unwrap_model(model), opt, out=out, every=self.every, guard=self.guard,
                            **extra, **self.watch_kwargs)
+        saved = _checkpoint_dir(args, state) / STATE_FILE
+        if resuming and saved.is_file():
+            import torch
+
+            self.watcher.load_state_dict(torch.load(saved, weights_only=True))
         self.watcher.loss_reduction = "sum"  # the Trainer scales each micro-batch loss by the accumulation
         import transformers
 
@@ -117,6 +137,14 @@ class GradwatchTrainerCallback(TrainerCallback):
             "name": "transformers", "version": transformers.__version__,
             "gradient_accumulation_steps": args.gradient_accumulation_steps,
             "max_grad_norm": args.max_grad_norm, "fp16": args.fp16, "bf16": args.bf16})
+
+    def on_save(self, args, state, control, **kwargs) -> None:
+        """Put the watcher's state into the checkpoint the Trainer has just written."""
+        ckpt = _checkpoint_dir(args, state)
+        if self.watcher is not None and state.is_world_process_zero and ckpt.is_dir():
+            import torch
+
+            torch.save(self.watcher.state_dict(), ckpt / STATE_FILE)
 
     def on_train_end(self, args, state, control, **kwargs) -> None:
         w, self.watcher = self.watcher, None
