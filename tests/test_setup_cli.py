@@ -120,7 +120,7 @@ def test_shell_completion_completes_commands_options_and_experiments():
         return r.stdout.split()
 
     assert complete("gradwatch r") == ["run", "report"]
-    assert complete("gradwatch run --st") == ["--stats-budget", "--steps"]
+    assert sorted(complete("gradwatch run --st")) == ["--start-step", "--stats-budget", "--steps"]
     assert complete("gradwatch lab deep") == ["deep-linear"]
     assert set(complete("gradwatch lab ")) >= {"list", "all", *experiments()}
     result = runner.invoke(app, ["--help"], env={"COLUMNS": "100"})
