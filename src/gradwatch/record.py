@@ -102,10 +102,9 @@ class Run:
         import pandas as pd
 
         ev = self.events
-        rows = [dict(d, step=s) for s, d in zip(ev.step, ev.detail)] if len(ev) else []
-        rows = [r for r, k in zip(rows, ev.kind) if k == "restart"] if rows else []
-        cols = ["step", "restart", "source", "last_recorded", "superseded", "unrecorded", "time"]
-        return pd.DataFrame(rows, columns=cols) if rows else pd.DataFrame(columns=cols)
+        rows = [dict(d, step=s) for s, k, d in zip(ev.step, ev.kind, ev.detail) if k == "restart"]
+        return pd.DataFrame(rows, columns=["step", "restart", "source", "last_recorded", "superseded",
+                                           "unrecorded", "time"])
 
     @cached_property
     def superseded(self):

@@ -147,7 +147,9 @@ def _save_after_flush(*args, **kwargs):
 _ORIGINAL_SAVE = torch.save
 
 
-def _patch_backward(on: bool) -> None:
+def _patch_torch(on: bool) -> None:
+    """Install (or remove) the watcher's patches: ``Tensor.backward`` (loss capture),
+    ``torch.save`` (commit the record at a checkpoint), AMP's ``GradScaler``."""
     torch.Tensor.backward = _backward_with_loss_capture if on else _ORIGINAL_BACKWARD
     if on and torch.save is _ORIGINAL_SAVE:
         torch.save = _save_after_flush
@@ -316,8 +318,7 @@ class Watcher:
         #: the ``restart`` event's detail when this watcher continues a record (None otherwise)
         self.restarted: dict[str, Any] | None = None
         if self.step:  # numbered from a checkpoint: the statistics schedule starts there, step 0 alike
-            self.schedule = StatsSchedule(self.every, first=self.step + first_stats_step,
-                                          budget=self.schedule.budget)
+            self._schedule_from_start()
         if resume and (getattr(self.store, "continued", False) or self.step):
             self.restarted = self.store.restart(self.step, source=source, time=time.time())
         if compiled is not None:
@@ -373,7 +374,7 @@ class Watcher:
         self._thread_id = threading.get_ident()
         _ACTIVE[model] = self
         if not _LIVE:
-            _patch_backward(True)
+            _patch_torch(True)
         _set_live(self, True)
         self._begin_step()
 
@@ -689,6 +690,12 @@ class Watcher:
             self.store.set_meta(loss_graph=_graph_names(loss.grad_fn))
 
     # ------------------------------------------------------------ checkpoints
+    def _schedule_from_start(self) -> None:
+        """A fresh statistics schedule whose first statistics step is counted from this
+        watcher's first step, as a new run's is from step 0."""
+        self.schedule = StatsSchedule(self.every, first=self._start + self._first_stats_step,
+                                      budget=self.schedule.budget)
+
     def state_dict(self) -> dict[str, Any]:
         """What a resumed run needs to carry on as this one would have: the step number, the
         statistics schedule, the guard's history and snapshot, the dead-unit windows. Plain data
@@ -726,8 +733,7 @@ class Watcher:
             raise WatchError(f"load_state_dict must come before the first step; this watcher already "
                              f"recorded steps {self._start}..{self.step - 1}: call it right after watch()")
         self.step = self._start = int(state["step"])
-        self.schedule = StatsSchedule(self.every, first=self.step + self._first_stats_step,
-                                      budget=self.schedule.budget)
+        self._schedule_from_start()
         if state.get("schedule"):
             self.schedule.load_state_dict(state["schedule"])
         if self.guard is not None and state.get("guard"):
@@ -838,7 +844,7 @@ class Watcher:
             _ACTIVE.pop(self.model, None)
             _set_live(self, False)
             if not _LIVE:
-                _patch_backward(False)
+                _patch_torch(False)
             self.store.close()
 
     close = detach

@@ -69,7 +69,7 @@ def diagnose(run: Run | str | os.PathLike, rules: dict[str, Rule] | None = None,
     stats = ctx.steps.index[ctx.steps["stats"]] if ctx.n_steps and "stats" in ctx.steps else []
     findings = order_by_onset(merge_into(findings), [int(s) for s in stats])
     restarts = [{"step": int(r.step), "superseded": int(r.superseded), "unrecorded": r.unrecorded}
-                for r in run.restarts.itertuples()] if len(run.restarts) else []
+                for r in run.restarts.itertuples()]
     diagnosis = Diagnosis(steps=ctx.n_steps, findings=findings, restarts=restarts)
     if trial is not None and diagnosis.verdict == "unhealthy":
         from ..trials import rank_remedies
